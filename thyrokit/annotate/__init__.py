@@ -1,0 +1,1 @@
+"""Labels: sidecar labels, pre-label model, active-learning order, pseudolabels, Label Studio."""

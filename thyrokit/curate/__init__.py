@@ -1,0 +1,1 @@
+"""Raw scans to de-identified, scan-area-cropped images and nodule patches."""

@@ -1,0 +1,1 @@
+"""Pipeline-level work: the demo phantom, splits, export and the modeller's loader."""

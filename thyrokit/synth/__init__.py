@@ -1,0 +1,1 @@
+"""Conditional GAN and diffusion generators for class-balanced synthetic nodules."""
