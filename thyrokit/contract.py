@@ -69,6 +69,8 @@ IMAGES = TableSpec(
         "path": pl.String(),
         "split": pl.String(),
         "fold": pl.Int8(),
+        # Perceptual hash (imagehash.phash, hex) for near-duplicate checks across splits.
+        "phash": pl.String(),
         "source_format": pl.String(),
         "source_hmac": pl.String(),
         "tool_version": pl.String(),
@@ -143,6 +145,21 @@ PATCHES = TableSpec(
     sort_by=("nodule_id",),
 )
 
+UNCERTAINTY = TableSpec(
+    name="uncertainty",
+    schema={
+        # One row per image the pre-label model predicted: how unsure it is, and the
+        # annotation order (rank 0 = most informative, shown to annotators first).
+        "image_id": pl.String(),
+        "uncertainty": pl.Float64(),
+        "rank": pl.Int32(),
+        "model_version": pl.String(),
+    },
+    required=("image_id", "uncertainty", "rank", "model_version"),
+    key=("image_id",),
+    sort_by=("rank",),
+)
+
 QUARANTINE = TableSpec(
     name="quarantine",
     schema={
@@ -155,7 +172,7 @@ QUARANTINE = TableSpec(
     sort_by=("stage", "source_hmac"),
 )
 
-TABLES = {spec.name: spec for spec in (IMAGES, NODULES, PATCHES, QUARANTINE)}
+TABLES = {spec.name: spec for spec in (IMAGES, NODULES, PATCHES, UNCERTAINTY, QUARANTINE)}
 
 
 def conform(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
