@@ -133,3 +133,18 @@ def read_pngs(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, bytes]:
 def read_image(path: str | os.PathLike, key: str) -> np.ndarray:
     """Return one decoded image (or mask) from a shard file."""
     return decode_png(read_pngs(path, [key])[key])
+
+
+def rebase_paths(frame: pl.DataFrame, column: str, from_dir: str | os.PathLike,
+                 to_dir: str | os.PathLike) -> pl.DataFrame:
+    """Rewrite shard paths in `column`, relative to `from_dir`, to be relative to `to_dir`.
+
+    A table's shard paths are relative to the table's own folder; a stage that writes
+    a table into another folder than the one it read it from rebases them with this.
+    """
+    source, target = Path(from_dir).resolve(), Path(to_dir).resolve()
+    mapping = {
+        path: os.path.relpath(source / path, target)
+        for path in frame.get_column(column).drop_nulls().unique().to_list()
+    }
+    return frame.with_columns(pl.col(column).replace_strict(mapping, default=None, return_dtype=pl.String()))
