@@ -1,0 +1,37 @@
+"""Clean descriptors: free text reduced to words known to carry no identity.
+
+A description such as ``"THYROID US LEFT LOBE - J SMITH 12/03"`` keeps only its words
+on the safe list (``"THYROID US LEFT LOBE"``); names, numbers, dates and any word not
+on the list are dropped. The list is deliberately small: extend it in params.yaml
+(``deid.descriptor_words``) with the terms your sites use.
+"""
+
+from __future__ import annotations
+
+import re
+
+SAFE_WORDS = frozenset("""
+US ULTRASOUND SONOGRAPHY SONO ECHO CT NM SCINTIGRAPHY SCINTIGRAM SPECT PET MR MRI XR
+THYROID PARATHYROID NECK HEAD CHEST SOFT TISSUE TISSUES LYMPH NODE NODES CERVICAL
+LEFT RIGHT LT RT BILATERAL BOTH LOBE LOBES ISTHMUS UPPER LOWER MID MIDDLE POLE
+ANTERIOR POSTERIOR LATERAL MEDIAL SUPERIOR INFERIOR
+NODULE NODULES MASS CYST CYSTS GOITER GOITRE
+TRANSVERSE TRANS SAGITTAL SAG LONGITUDINAL AXIAL CORONAL OBLIQUE VIEW VIEWS
+B MODE BMODE DOPPLER COLOR COLOUR POWER SPECTRAL PW CW CFM FLOW
+ELASTOGRAPHY ELASTO SHEAR WAVE STRAIN SWE
+CINE CLIP LOOP STATIC DYNAMIC WHOLE BODY PLANAR UPTAKE SCAN SCANS
+TC TC99M TECHNETIUM PERTECHNETATE IODINE I123 I131 MIBI SESTAMIBI
+CONTRAST WITH WITHOUT W WO AND OR OF THE FOR
+ARTERIAL VENOUS PHASE DELAYED EARLY LATE PLAIN ENHANCED NONCONTRAST HELICAL SPIRAL
+BIOPSY FNA FNAB FINE NEEDLE ASPIRATION GUIDED GUIDANCE FOLLOW UP ROUTINE SCREENING
+STUDY SERIES IMAGE IMAGES SMALL PARTS SUPERFICIAL LINEAR PROBE HIGH FREQUENCY
+LOCALIZER LOCALISER SCOUT TOPOGRAM RECON RECONSTRUCTION SOFT BONE LUNG WINDOW
+""".split())
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def clean_descriptor(text: str, extra_words: frozenset[str] = frozenset()) -> str:
+    """Return `text` reduced to its safe words, upper case, separated by single spaces."""
+    words = (word.upper() for word in _WORD.findall(text))
+    return " ".join(word for word in words if word in SAFE_WORDS or word in extra_words)
