@@ -1,0 +1,8 @@
+"""Shared test set-up: tests import their helper modules from this folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
