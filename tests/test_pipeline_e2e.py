@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A small demo project after one full `dvc repro`."""
-    root = make_project(tmp_path_factory.mktemp("e2e") / "project", small_params())
+    base = tmp_path_factory.mktemp("e2e")
+    root = make_project(base / "project", small_params(), remote=base / "remote")
     ran = repro(root)
     return root, ran
 
@@ -80,6 +81,26 @@ def test_no_raw_names_reach_the_release(project):
 def test_second_repro_runs_nothing(project):
     root, _ = project
     assert repro(root) == []
+
+
+def test_modeller_gets_and_imports_the_release_by_tag(project, tmp_path):
+    root, _ = project
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "release v1"], root)
+    run(["git", "tag", "v1"], root)
+    run(["dvc", "push", "-q"], root)
+    expected = pl.read_parquet(root / "data/release/manifest.parquet")
+
+    run(["dvc", "get", str(root), "data/release", "--rev", "v1", "-o", str(tmp_path / "got")], tmp_path)
+    assert pl.read_parquet(tmp_path / "got/manifest.parquet").equals(expected)
+
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    run(["git", "init", "-q"], consumer)
+    run(["dvc", "init", "-q"], consumer)
+    run(["dvc", "import", str(root), "data/release", "--rev", "v1", "-o", "thyroid"], consumer)
+    assert pl.read_parquet(consumer / "thyroid/manifest.parquet").equals(expected)
+    assert "rev: v1" in (consumer / "thyroid.dvc").read_text()
 
 
 def test_changing_a_split_param_reruns_split_and_what_follows(project):
