@@ -46,3 +46,9 @@ def labels_command(labels_dir: Path, ingest_dir: Path, out_dir: Path, studio_exp
     click.echo(f"{report.counts['nodules']} nodules on {report.counts['labelled_images']} labelled "
                f"images; {report.counts['skipped']} skipped")
 
+
+
+from thyrokit.annotate.model.commands import prelabel_command, pseudolabel_command  # noqa: E402
+
+annotate.add_command(prelabel_command)
+annotate.add_command(pseudolabel_command)

@@ -1,0 +1,48 @@
+"""Score a prediction against labelled examples: Dice, IoU, box AP@0.5, pathology AUC."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from thyrokit.annotate.model.dataset import Examples
+from thyrokit.annotate.model.metrics import average_precision, dice, iou, precision_recall_curve, roc_auc
+from thyrokit.annotate.model.predict import Prediction, components
+
+
+def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
+             min_area: int = 1) -> dict[str, float]:
+    """Return mean per-image Dice and IoU, box AP@0.5 and pathology AUC, at the model's size.
+
+    Boxes are the connected components of the thresholded masks; a predicted box
+    scores the mean foreground probability inside it.
+    """
+    if prediction.image_ids != truth.image_ids or truth.masks is None or truth.malignant is None:
+        raise ValueError("evaluation needs a prediction of exactly the labelled examples")
+    dices, ious, detections, boxes = [], [], [], []
+    for probability, mask in zip(prediction.probability, truth.masks[:, 0].numpy().astype(bool)):
+        predicted = probability >= threshold
+        dices.append(dice(predicted, mask))
+        ious.append(iou(predicted, mask))
+        detections.append([(box, float(probability[part].mean()))
+                           for part, box in components(predicted, min_area)])
+        boxes.append([box for _, box in components(mask, 1)])
+    known = ~np.isnan(truth.malignant.numpy())
+    labels = truth.malignant.numpy()[known] == 1.0
+    return {
+        "dice": _round(np.mean(dices)) if dices else float("nan"),
+        "iou": _round(np.mean(ious)) if ious else float("nan"),
+        "box_ap50": _round(average_precision(detections, boxes, 0.5)),
+        "auc": _round(roc_auc(prediction.malignant[known], labels)),
+        "n_images": len(truth),
+    }
+
+
+def pathology_pr_curve(prediction: Prediction, truth: Examples) -> list[dict[str, float]]:
+    """Precision-recall points of the pathology head on examples whose pathology is known."""
+    known = ~np.isnan(truth.malignant.numpy())
+    return precision_recall_curve(prediction.malignant[known], truth.malignant.numpy()[known] == 1.0)
+
+
+def _round(value: float) -> float:
+    # Rounded so that metric files do not churn on the last bits of float sums.
+    return round(float(value), 4)

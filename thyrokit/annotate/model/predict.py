@@ -1,0 +1,81 @@
+"""Inference: foreground probability, pathology, an uncertainty score, and masks -> nodules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from thyrokit.annotate.model.dataset import Examples, as_float
+from thyrokit.annotate.model.unet import UNet, enable_dropout
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about a batch of images, at the model's size."""
+
+    image_ids: list[str]
+    probability: np.ndarray   # (N, S, S) float32 foreground probability, mean over MC samples
+    malignant: np.ndarray     # (N,) probability that the image holds a malignant nodule
+    uncertainty: np.ndarray   # (N,) mean per-pixel predictive entropy, in bits
+
+
+def binary_entropy(probability: np.ndarray) -> np.ndarray:
+    """Entropy in bits of Bernoulli variables with the given probabilities."""
+    p = np.clip(probability, 1e-7, 1 - 1e-7)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+@torch.no_grad()
+def predict(model: UNet, examples: Examples, device: torch.device, mc_samples: int = 8,
+            batch_size: int = 32, seed: int = 0) -> Prediction:
+    """Predict every example, averaging `mc_samples` passes with dropout on (1 = a plain pass)."""
+    torch.manual_seed(seed)
+    model.eval()
+    if mc_samples > 1:
+        enable_dropout(model)
+    samples = max(mc_samples, 1)
+    probabilities, malignant = [], []
+    for start in range(0, len(examples), batch_size):
+        images = as_float(examples.images[start:start + batch_size], device)
+        mask_sum = torch.zeros_like(images[:, 0])
+        malignant_sum = torch.zeros(images.shape[0], device=device)
+        for _ in range(samples):
+            mask_logits, malignant_logit = model(images)
+            mask_sum += torch.sigmoid(mask_logits[:, 0])
+            malignant_sum += torch.sigmoid(malignant_logit)
+        probabilities.append((mask_sum / samples).cpu().numpy())
+        malignant.append((malignant_sum / samples).cpu().numpy())
+    model.eval()
+    size = examples.images.shape[-1]
+    probability = np.concatenate(probabilities) if probabilities else np.zeros((0, size, size), np.float32)
+    malignant_array = np.concatenate(malignant) if malignant else np.zeros(0, np.float32)
+    uncertainty = binary_entropy(probability).mean(axis=(1, 2)) if len(probability) else np.zeros(0)
+    return Prediction(list(examples.image_ids), probability.astype(np.float32),
+                      malignant_array.astype(np.float32), uncertainty.astype(np.float64))
+
+
+def components(mask: np.ndarray, min_area: int = 1) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """Return each 8-connected component of `mask` with at least `min_area` pixels, and its box.
+
+    Components come in reading order of their boxes (top, then left); boxes are
+    ``(x0, y0, x1, y1)``, end exclusive.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    found = []
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        if area >= min_area:
+            found.append((labels == label, (x, y, x + w, y + h)))
+    return sorted(found, key=lambda item: (item[1][1], item[1][0]))
+
+
+def rank_by_uncertainty(image_ids: list[str], uncertainty: np.ndarray) -> list[int]:
+    """Return each image's annotation rank: 0 = most uncertain; ties go by image_id."""
+    order = sorted(range(len(image_ids)), key=lambda i: (-float(uncertainty[i]), image_ids[i]))
+    ranks = [0] * len(image_ids)
+    for rank, index in enumerate(order):
+        ranks[index] = rank
+    return ranks

@@ -1,0 +1,115 @@
+"""Mean-teacher self-training with FixMatch-style confidence thresholds.
+
+A student learns from labelled images as in supervised training, and from unlabelled
+ones: the teacher (an exponential moving average of the student) predicts each weakly
+augmented unlabelled image, and only its confident pixels (and confident pathology)
+become targets for the student's prediction of a strongly augmented view of the same
+image. The teacher is the model returned: averaged weights predict more steadily.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from thyrokit.annotate.model.augment import strong_augment, weak_augment
+from thyrokit.annotate.model.config import ModelConfig
+from thyrokit.annotate.model.dataset import Examples, as_float
+from thyrokit.annotate.model.train import (
+    StepLog,
+    build_model,
+    check_labelled,
+    labelled_batch,
+    seed_everything,
+    supervised_loss,
+)
+from thyrokit.annotate.model.unet import UNet
+
+
+@dataclass(frozen=True)
+class SemiConfig:
+    """Thresholds and weights of the self-training."""
+
+    pixel_threshold: float = 0.9      # teacher pixel confidence max(p, 1-p) that makes a target
+    pathology_threshold: float = 0.9  # same, for the image's pathology
+    unlabelled_weight: float = 1.0    # weight of the unlabelled loss once ramped up
+    warmup: int = 100                 # steps of supervised-only training before the ramp
+    ema_decay: float = 0.99           # teacher = decay * teacher + (1 - decay) * student
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SemiConfig":
+        """Build a config from a mapping, naming any key it does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown semi-supervised setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@torch.no_grad()
+def update_teacher(teacher: UNet, student: UNet, decay: float) -> None:
+    """Move the teacher's weights (and batch-norm statistics) towards the student's."""
+    for ours, theirs in zip(teacher.state_dict().values(), student.state_dict().values()):
+        if ours.dtype.is_floating_point:
+            ours.mul_(decay).add_(theirs, alpha=1 - decay)
+        else:
+            ours.copy_(theirs)
+
+
+def consistency_loss(student: UNet, teacher: UNet, images: torch.Tensor, generator: torch.Generator,
+                     semi: SemiConfig) -> torch.Tensor:
+    """Loss of the student on strong views against the teacher's confident weak-view predictions."""
+    weak, _ = weak_augment(images, None, generator)
+    with torch.no_grad():
+        teacher_logits, teacher_logit = teacher(weak)
+        target = torch.sigmoid(teacher_logits)
+        target_malignant = torch.sigmoid(teacher_logit)
+    mask_logits, malignant_logit = student(strong_augment(weak, generator))
+    confident = (torch.maximum(target, 1 - target) >= semi.pixel_threshold).float()
+    pixel_loss = F.binary_cross_entropy_with_logits(mask_logits, (target >= 0.5).float(), reduction="none")
+    loss = (pixel_loss * confident).sum() / confident.sum().clamp(min=1.0)
+    sure = torch.maximum(target_malignant, 1 - target_malignant) >= semi.pathology_threshold
+    if sure.any():
+        loss = loss + F.binary_cross_entropy_with_logits(
+            malignant_logit[sure], (target_malignant[sure] >= 0.5).float()
+        )
+    return loss
+
+
+def train_semi_supervised(config: ModelConfig, semi: SemiConfig, labelled: Examples,
+                          unlabelled: Examples, device: torch.device,
+                          log: StepLog | None = None) -> UNet:
+    """Train a student on `labelled` and `unlabelled` for `config.steps` steps; return the teacher."""
+    check_labelled(labelled)
+    generator = seed_everything(config.seed, config.threads)
+    student = build_model(config).to(device)
+    teacher = copy.deepcopy(student)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr)
+    student.train()
+    teacher.train()  # dropout on in the teacher too: its targets are less over-confident
+    for step in range(config.steps):
+        loss = supervised_loss(student, *labelled_batch(labelled, config.batch_size, generator, device))
+        ramp = min(1.0, max(0.0, (step - semi.warmup) / max(semi.warmup, 1)))
+        unlabelled_loss = torch.zeros((), device=device)
+        if ramp > 0 and len(unlabelled):
+            index = torch.randint(0, len(unlabelled), (min(config.batch_size, len(unlabelled)),),
+                                  generator=generator)
+            images = as_float(unlabelled.images[index], device)
+            unlabelled_loss = consistency_loss(student, teacher, images, generator, semi)
+            loss = loss + ramp * semi.unlabelled_weight * unlabelled_loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        # Until the ramp starts the teacher simply copies the student, so it never
+        # averages in the random first weights.
+        update_teacher(teacher, student, semi.ema_decay if ramp > 0 else 0.0)
+        if log is not None:
+            log(step, {"loss": loss.item(), "unlabelled_loss": unlabelled_loss.item()})
+    return teacher.eval()

@@ -1,0 +1,150 @@
+"""The `prelabel` and `pseudolabel` stages as library functions; the CLI only wires paths and params."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from thyrokit.annotate.model.config import ModelConfig
+from thyrokit.annotate.model.dataset import Examples, load_examples
+from thyrokit.annotate.model.evaluate import evaluate, pathology_pr_curve
+from thyrokit.annotate.model.inputs import StageInputs
+from thyrokit.annotate.model.outputs import save_model, write_nodules, write_uncertainty
+from thyrokit.annotate.model.predict import Prediction, predict
+from thyrokit.annotate.model.semi_supervised import SemiConfig, train_semi_supervised
+from thyrokit.annotate.model.train import StepLog, train_supervised
+from thyrokit.annotate.model.unet import UNet
+
+CHUNK = 256  # images read and predicted at a time, so memory stays flat
+
+
+@dataclass
+class StageResult:
+    """Metrics of a stage run, plot data, and one line per input item that was skipped."""
+
+    metrics: dict[str, Any]
+    pr_curve: list[dict[str, float]]
+    problems: list[str]
+
+
+def predict_chunks(model: UNet, images: pl.DataFrame, images_dir: Path, config: ModelConfig,
+                   device: torch.device, mc_samples: int, problems: list[str]) -> Iterator[Prediction]:
+    """Read and predict `images` a chunk at a time; append unreadable ones to `problems`."""
+    images = images.sort("image_id")
+    for start in range(0, images.height, CHUNK):
+        examples, skipped = load_examples(images.slice(start, CHUNK), images_dir, config.size)
+        problems.extend(skipped)
+        yield predict(model, examples, device, mc_samples=mc_samples, seed=config.seed + start)
+
+
+def run_prelabel(inputs: StageInputs, config: ModelConfig, device: torch.device, model_dir: Path,
+                 out_dir: Path, log: StepLog | None = None) -> StageResult:
+    """Train on human-labelled train images; predict and rank every image without human labels."""
+    train, problems = load_examples(inputs.labelled_in("train"), inputs.images_dir, config.size,
+                                    inputs.nodules, inputs.labels_dir)
+    model = train_supervised(config, train, device, log)
+    version = save_model(model, config, model_dir, "prelabel")
+    validation, skipped = load_examples(inputs.labelled_in("validation"), inputs.images_dir, config.size,
+                                        inputs.nodules, inputs.labels_dir)
+    problems += skipped
+    scored = predict(model, validation, device, config.mc_samples, seed=config.seed)
+
+    image_ids: list[str] = []
+    uncertainty: list[float] = []
+
+    def recorded(chunks: Iterator[Prediction]) -> Iterator[Prediction]:
+        for chunk in chunks:
+            image_ids.extend(chunk.image_ids)
+            uncertainty.extend(chunk.uncertainty.tolist())
+            yield chunk
+
+    unlabelled = inputs.unlabelled()
+    chunks = predict_chunks(model, unlabelled, inputs.images_dir, config, device, config.mc_samples, problems)
+    nodules = write_nodules(recorded(chunks), unlabelled, out_dir, label_source="prediction",
+                            annotator=f"model:{version}", threshold=config.threshold,
+                            min_area=config.min_area)
+    write_uncertainty(image_ids, np.array(uncertainty), version, out_dir / "uncertainty.parquet")
+    metrics = {
+        "validation": evaluate(scored, validation, config.threshold, min_area=1) if len(validation) else {},
+        "n_train_images": len(train),
+        "n_predicted_images": len(image_ids),
+        "n_predicted_nodules": nodules.height,
+        "n_skipped": len(problems),
+        "model_version": version,
+    }
+    return StageResult(metrics, pathology_pr_curve(scored, validation) if len(validation) else [], problems)
+
+
+def fraction_key(fraction: float) -> str:
+    """Metrics key of a label fraction, e.g. 0.1 -> 'labels_10pct'."""
+    return f"labels_{round(fraction * 100)}pct"
+
+
+def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Examples, labelled: list[int],
+                            validation: Examples, fractions: list[float],
+                            device: torch.device) -> dict[str, dict[str, float]]:
+    """Validation Dice and AUC of supervised-only vs semi-supervised training at each label fraction.
+
+    A fraction keeps that share of the human-labelled train images (at least one, the
+    smaller sets nested in the larger); every other train image is unlabelled.
+    """
+    order = [labelled[i] for i in np.random.default_rng(config.seed).permutation(len(labelled))]
+    results = {}
+    for fraction in sorted(fractions):
+        keep = sorted(order[:max(1, round(fraction * len(order)))])
+        rest = sorted(set(range(len(train))) - set(keep))
+        subset = train.subset(keep)
+        supervised = train_supervised(config, subset, device)
+        semi_supervised = train_semi_supervised(config, semi, subset, train.subset(rest).unlabelled(), device)
+        scores = {name: evaluate(predict(model, validation, device, mc_samples=1, seed=config.seed),
+                                 validation, config.threshold)
+                  for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
+        results[fraction_key(fraction)] = {
+            "n_labelled": len(keep),
+            **{f"{metric}_{name}": scores[name][metric] for name in scores for metric in ("dice", "auc")},
+        }
+    return results
+
+
+def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, fractions: list[float],
+                    min_confidence: float, device: torch.device, model_dir: Path, out_dir: Path,
+                    log: StepLog | None = None) -> StageResult:
+    """Self-train on all train images; pseudolabel the unlabelled train images; compare label fractions.
+
+    Only train images feed the models; validation images only score them.
+    """
+    train_images = inputs.images.filter(pl.col("split") == "train")
+    train, problems = load_examples(train_images, inputs.images_dir, config.size, inputs.nodules, inputs.labels_dir)
+    labelled = [i for i, image_id in enumerate(train.image_ids) if image_id in inputs.labelled]
+    others = [i for i, image_id in enumerate(train.image_ids) if image_id not in inputs.labelled]
+    validation, skipped = load_examples(inputs.labelled_in("validation"), inputs.images_dir, config.size,
+                                        inputs.nodules, inputs.labels_dir)
+    problems += skipped
+    comparison = compare_label_fractions(config, semi, train, labelled, validation, fractions, device) \
+        if len(validation) and labelled else {}
+
+    model = train_semi_supervised(config, semi, train.subset(labelled), train.subset(others).unlabelled(),
+                                  device, log)
+    version = save_model(model, config, model_dir, "pseudolabel")
+    unlabelled = train.subset(others).unlabelled()
+    prediction = predict(model, unlabelled, device, mc_samples=1, seed=config.seed)
+    nodules = write_nodules([prediction], train_images, out_dir, label_source="pseudo",
+                            annotator=f"model:{version}", threshold=config.threshold,
+                            min_area=config.min_area, min_confidence=min_confidence,
+                            pathology_certainty=semi.pathology_threshold)
+    metrics = {
+        **comparison,
+        "n_labelled_train_images": len(labelled),
+        "n_unlabelled_train_images": len(others),
+        "n_pseudo_nodules": nodules.height,
+        "n_pseudo_images": nodules.get_column("image_id").n_unique(),
+        "n_skipped": len(problems),
+        "model_version": version,
+    }
+    return StageResult(metrics, [], problems)

@@ -1,0 +1,89 @@
+"""Supervised training of the pre-label model on human labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from thyrokit.annotate.model.augment import weak_augment
+from thyrokit.annotate.model.config import ModelConfig
+from thyrokit.annotate.model.dataset import Examples, as_float
+from thyrokit.annotate.model.unet import UNet
+
+StepLog = Callable[[int, dict[str, float]], None]
+
+
+def seed_everything(seed: int, threads: int = 0) -> torch.Generator:
+    """Seed torch, make CPU kernels deterministic, and return a generator for data draws."""
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.Generator().manual_seed(seed)
+
+
+def build_model(config: ModelConfig) -> UNet:
+    """Return a freshly initialised network of the configured shape."""
+    return UNet(channels=config.channels, depth=config.depth, dropout=config.dropout)
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """One minus the soft Dice of sigmoid(logits) against target, over the whole batch."""
+    prob = torch.sigmoid(logits)
+    if weight is not None:
+        prob, target = prob * weight, target * weight
+    overlap = (prob * target).sum()
+    return 1 - (2 * overlap + 1) / (prob.sum() + target.sum() + 1)
+
+
+def pathology_loss(logit: torch.Tensor, malignant: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on the images whose pathology is known (zero if none is)."""
+    known = ~torch.isnan(malignant)
+    if not known.any():
+        return logit.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logit[known], malignant[known])
+
+
+def supervised_loss(model: UNet, images: torch.Tensor, masks: torch.Tensor,
+                    malignant: torch.Tensor) -> torch.Tensor:
+    """Segmentation (cross-entropy + Dice) plus pathology loss of one labelled batch."""
+    mask_logits, malignant_logit = model(images)
+    segmentation = F.binary_cross_entropy_with_logits(mask_logits, masks) + soft_dice_loss(mask_logits, masks)
+    return segmentation + pathology_loss(malignant_logit, malignant)
+
+
+def labelled_batch(examples: Examples, batch_size: int, generator: torch.Generator,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw a weakly augmented labelled batch: images, masks and malignancy on `device`."""
+    index = torch.randint(0, len(examples), (min(batch_size, len(examples)),), generator=generator)
+    images, masks = weak_augment(as_float(examples.images[index], device),
+                                 examples.masks[index].to(device, torch.float32), generator)
+    return images, masks, examples.malignant[index].to(device)
+
+
+def check_labelled(examples: Examples) -> None:
+    """Raise a clear error if `examples` cannot train a model."""
+    if examples.masks is None or examples.malignant is None:
+        raise ValueError("training needs labelled examples (masks and pathology)")
+    if len(examples) == 0:
+        raise ValueError("no labelled training images: label some train images first")
+
+
+def train_supervised(config: ModelConfig, labelled: Examples, device: torch.device,
+                     log: StepLog | None = None) -> UNet:
+    """Train a new model on `labelled` for `config.steps` steps and return it in eval mode."""
+    check_labelled(labelled)
+    generator = seed_everything(config.seed, config.threads)
+    model = build_model(config).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    model.train()
+    for step in range(config.steps):
+        loss = supervised_loss(model, *labelled_batch(labelled, config.batch_size, generator, device))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if log is not None:
+            log(step, {"loss": loss.item()})
+    return model.eval()
