@@ -74,6 +74,9 @@ IMAGES = TableSpec(
         "source_format": pl.String(),
         "source_hmac": pl.String(),
         "tool_version": pl.String(),
+        # (slope, intercept): modality value (e.g. Hounsfield units) = pixel * slope + intercept,
+        # for stored-value images (CT, NM); null for display pixels (ultrasound, RGB, exports).
+        "rescale": pl.List(pl.Float64()),
     },
     required=(
         "image_id", "patient_id", "study_id", "series_id", "site", "device", "modality",
