@@ -4,4 +4,7 @@ from __future__ import annotations
 
 import click
 
+from thyrokit.pipelines.split_cli import audit_leakage_command, split
+
 PIPELINE_COMMANDS: list[click.Command] = []
+PIPELINE_COMMANDS += [split, audit_leakage_command]

@@ -1,0 +1,247 @@
+"""Splits: patient-grouped, stratified, external by site/device, k folds, stable across versions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from thyrokit.cli import main
+from thyrokit.contract import IMAGES, NODULES, read_table, write_table
+from thyrokit.pipelines.split import (
+    ASSIGNMENT, SplitError, SplitParams, allocate, apply_assignment, assign_splits, nnunet_folds,
+    patient_table,
+)
+from thyrokit.pixels import encode_png, read_image, write_shards
+
+PARAMS = SplitParams(seed=13, ratios={"train": 0.7, "validation": 0.15, "test": 0.15}, folds=5,
+                     external_sites=("site-D",), external_devices=("scanner-X",))
+SITES = ("site-A", "site-B", "site-C", "site-D")
+
+
+def make_dataset(first: int, count: int, seed: int = 0, frames: int = 3) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return images and nodules tables of patients first..first+count (20% malignant, 40% benign)."""
+    rng = np.random.default_rng(seed + first)
+    images, nodules = [], []
+    for number in range(first, first + count):
+        patient = f"pat-{number:05d}"
+        site = SITES[int(rng.integers(len(SITES)))]
+        label = rng.choice(["malignant", "benign", "none"], p=[0.2, 0.4, 0.4])
+        for frame in range(frames):
+            image = f"img-{number:05d}-{frame}"
+            images.append({
+                "image_id": image, "patient_id": patient, "study_id": f"study-{number:05d}",
+                "series_id": f"series-{number:05d}", "site": site, "device": "scanner-A",
+                "modality": "US", "frame": frame, "n_frames": frames, "width": 64, "height": 48,
+                "channels": 1, "crop": [0, 0, 64, 48], "path": "pixels/images-00000.parquet",
+                "source_format": "dicom", "source_hmac": f"src-{number:05d}", "tool_version": "test",
+            })
+            if label != "none" and frame == 0:
+                nodules.append({
+                    "image_id": image, "nodule_id": f"nod-{number:05d}", "bbox": [4, 4, 20, 20],
+                    "pathology": str(label), "tirads": f"TR{int(rng.integers(1, 6))}", "label_source": "human",
+                })
+    return (pl.DataFrame(images), pl.DataFrame(nodules))
+
+
+def conformed(images: pl.DataFrame, nodules: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from thyrokit.contract import conform
+
+    return conform(images, IMAGES), conform(nodules, NODULES)
+
+
+def run_split(images, nodules, params=PARAMS, previous=None):
+    images, nodules = conformed(images, nodules)
+    patients = patient_table(images, nodules, params)
+    assignment, _ = assign_splits(patients, params, previous)
+    return apply_assignment(images, assignment), assignment, patients
+
+
+def test_allocate_keeps_every_running_count_within_one_of_its_share():
+    chosen = allocate([1] * 50, [0, 0, 0], [0.7, 0.15, 0.15])
+    for end in range(1, 51):
+        for index, ratio in enumerate((0.7, 0.15, 0.15)):
+            assert abs(chosen[:end].count(index) - ratio * end) < 1
+    # Existing counts are honoured: a bin already over its share gets nothing new.
+    assert allocate([1] * 4, [0, 10], [0.5, 0.5]) == [0, 0, 0, 0]
+
+
+def test_every_patient_is_in_exactly_one_split_and_external_is_held_out_sites_and_devices():
+    images, nodules = make_dataset(0, 300)
+    # Patient 0 also has an image from the external site, patient 1 one from the external device.
+    extra = images.filter(pl.col("patient_id").is_in(["pat-00000", "pat-00001"]) & (pl.col("frame") == 0))
+    extra = extra.with_columns(
+        (pl.col("image_id") + "-elsewhere").alias("image_id"),
+        pl.when(pl.col("patient_id") == "pat-00000").then(pl.lit("site-D")).otherwise("site").alias("site"),
+        pl.when(pl.col("patient_id") == "pat-00001").then(pl.lit("scanner-X")).otherwise("device").alias("device"),
+    )
+    placed, _, _ = run_split(pl.concat([images, extra]), nodules)
+
+    assert placed.get_column("split").null_count() == 0
+    assert placed.group_by("patient_id").agg(pl.col("split").n_unique()).get_column("split").max() == 1
+    external_patients = set(placed.filter(pl.col("split") == "external").get_column("patient_id"))
+    held_out = set(placed.filter((pl.col("site") == "site-D") | (pl.col("device") == "scanner-X"))
+                   .get_column("patient_id"))
+    assert external_patients == held_out
+    assert {"pat-00000", "pat-00001"} <= external_patients  # external wins for the whole patient
+
+
+def test_ratios_and_label_proportions_hold_in_every_split():
+    placed, assignment, patients = run_split(*make_dataset(0, 1200))
+    development = assignment.join(patients, on="patient_id").filter(pl.col("split") != "external")
+    for split, ratio in PARAMS.ratios.items():
+        members = development.filter(pl.col("split") == split)
+        assert abs(members.height / development.height - ratio) < 0.01
+        for label in ("malignant", "benign", "unlabelled"):
+            overall = (development.get_column("label") == label).mean()
+            assert abs((members.get_column("label") == label).mean() - overall) < 0.03, (split, label)
+
+
+def test_folds_partition_the_development_patients_evenly():
+    placed, assignment, patients = run_split(*make_dataset(0, 500))
+    development = assignment.filter(pl.col("split").is_in(["train", "validation"]))
+    assert development.get_column("fold").null_count() == 0
+    assert assignment.filter(pl.col("split").is_in(["test", "external"])).get_column("fold").null_count() == \
+        assignment.filter(pl.col("split").is_in(["test", "external"])).height
+    per_fold = development.join(patients, on="patient_id").group_by("label", "fold").len()
+    for label in ("malignant", "benign", "unlabelled"):
+        sizes = per_fold.filter(pl.col("label") == label).get_column("len")
+        assert sizes.len() == PARAMS.folds and sizes.max() - sizes.min() <= 1
+
+    folds = nnunet_folds(placed, PARAMS.folds)
+    development_images = set(placed.filter(pl.col("split").is_in(["train", "validation"])).get_column("image_id"))
+    patient_of = dict(placed.select("image_id", "patient_id").iter_rows())
+    seen_in_val: set[str] = set()
+    for fold in folds:
+        assert set(fold["train"]) | set(fold["val"]) == development_images
+        assert not {patient_of[i] for i in fold["train"]} & {patient_of[i] for i in fold["val"]}
+        seen_in_val |= set(fold["val"])
+    assert seen_in_val == development_images
+
+
+def test_patients_sharing_a_study_share_a_split():
+    images, nodules = make_dataset(0, 200)
+    # Two patient ids for one study (a re-registered patient): one group, one split.
+    images = images.with_columns(
+        pl.when(pl.col("patient_id") == "pat-00007").then(pl.lit("study-00003")).otherwise("study_id").alias("study_id")
+    )
+    placed, _, _ = run_split(images, nodules)
+    splits = placed.filter(pl.col("study_id") == "study-00003").get_column("split").unique()
+    assert splits.len() == 1
+
+
+def test_adding_patients_never_moves_an_existing_one_and_proportions_approach_the_ratios():
+    first_images, first_nodules = make_dataset(0, 300)
+    _, first, _ = run_split(first_images, first_nodules)
+
+    new_images, new_nodules = make_dataset(300, 600)
+    # Version 2 also labels a patient that was unlabelled, and changes the ratios.
+    relabel = first_images.join(first_nodules, on="image_id", how="anti").filter(pl.col("frame") == 0).head(1)
+    extra_nodule = pl.DataFrame([{"image_id": relabel.item(0, "image_id"), "nodule_id": "nod-new",
+                                  "bbox": [1, 1, 5, 5], "pathology": "malignant", "label_source": "human"}])
+    changed = SplitParams(**{**PARAMS.__dict__, "ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}})
+    images = pl.concat([first_images, new_images])
+    nodules = pl.concat([first_nodules, new_nodules, extra_nodule], how="diagonal_relaxed")
+    _, second, patients = run_split(images, nodules, changed, previous=first)
+
+    before = first.join(second, on="patient_id", suffix="_v2")
+    assert before.height == first.height
+    assert before.filter((pl.col("split") != pl.col("split_v2")) | pl.col("fold").ne_missing(pl.col("fold_v2"))).is_empty()
+    development = second.filter(pl.col("split") != "external")
+    for split, ratio in changed.ratios.items():
+        assert abs((development.get_column("split") == split).mean() - ratio) < 0.02
+
+
+def test_a_patient_dropped_from_the_data_keeps_its_row_for_when_it_returns():
+    images, nodules = make_dataset(0, 100)
+    _, first, _ = run_split(images, nodules)
+    fewer = images.filter(pl.col("patient_id") != "pat-00005")
+    _, second, _ = run_split(fewer, nodules.filter(pl.col("image_id").is_in(fewer.get_column("image_id").implode())),
+                             previous=first)
+    assert second.equals(first)
+
+
+def test_changing_the_fold_count_under_a_stored_assignment_is_refused():
+    images, nodules = make_dataset(0, 50)
+    _, first, _ = run_split(images, nodules)
+    ten = SplitParams(**{**PARAMS.__dict__, "folds": 10})
+    with pytest.raises(SplitError, match="split.folds is 10"):
+        run_split(images, nodules, ten, previous=first)
+
+
+@pytest.mark.parametrize("section, reason", [
+    ({"ratios": {"train": 0.7, "validation": 0.2, "test": 0.2}}, "sum to 1"),
+    ({"ratios": {"train": 0.7, "holdout": 0.3}}, "unknown split"),
+    ({"ratios": {"train": 1.0}, "folds": 1}, "folds"),
+])
+def test_bad_split_params_say_what_is_wrong(section, reason):
+    with pytest.raises(SplitError, match=reason):
+        SplitParams.from_params(section)
+
+
+def write_inputs(folder, images: pl.DataFrame, nodules: pl.DataFrame) -> tuple:
+    """Write the tables and one real pixel shard, as ingest and labels would."""
+    ingest = folder / "ingest"
+    rows = [(image, encode_png(np.full((48, 64), index % 256, np.uint8)))
+            for index, image in enumerate(images.get_column("image_id").to_list())]
+    where = write_shards(rows, ingest / "pixels", "images")
+    images = images.with_columns(pl.col("image_id").replace_strict({k: f"pixels/{v}" for k, v in where.items()})
+                                 .alias("path"))
+    write_table(images, ingest / "images.parquet", IMAGES)
+    write_table(nodules, folder / "labels" / "nodules.parquet", NODULES)
+    params = folder / "params.yaml"
+    params.write_text(
+        "split:\n  seed: 13\n  ratios: {train: 0.7, validation: 0.15, test: 0.15}\n"
+        "  external_sites: [site-D]\n  external_devices: []\n  folds: 5\n  phash_max_distance: 4\n"
+    )
+    return ingest / "images.parquet", folder / "labels" / "nodules.parquet", params
+
+
+def test_split_command_writes_every_output_twice_byte_identical(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images_path, nodules_path, params = write_inputs(tmp_path, *make_dataset(0, 60))
+    outputs = {}
+    for run in ("a", "b"):
+        result = CliRunner().invoke(main, [
+            "split", str(images_path), str(nodules_path), f"out-{run}",
+            "--assignment", f"splits-{run}/assignment.parquet", "--params", str(params),
+            "--metrics", f"metrics-{run}/split.json",
+        ])
+        assert result.exit_code == 0, result.output
+        outputs[run] = {name: (tmp_path / f"out-{run}" / name).read_bytes() for name in
+                        ("images.parquet", "splits_final.json", "leakage.json", "split_composition.png")}
+        outputs[run]["assignment"] = (tmp_path / f"splits-{run}" / "assignment.parquet").read_bytes()
+        outputs[run]["metrics"] = (tmp_path / f"metrics-{run}" / "split.json").read_bytes()
+    assert outputs["a"] == outputs["b"]
+
+    placed = read_table(tmp_path / "out-a" / "images.parquet", IMAGES)
+    first = placed.row(0, named=True)
+    assert read_image(tmp_path / "out-a" / first["path"], first["image_id"]).shape == (48, 64)
+    assert json.loads(outputs["a"]["leakage.json"])["ok"] is True
+    metrics = json.loads(outputs["a"]["metrics"])
+    assert metrics["patients_new"] == 60 and metrics["leakage_violations"] == 0
+    assert read_table(tmp_path / "splits-a" / "assignment.parquet", ASSIGNMENT).height == 60
+
+
+def test_split_command_fails_naming_the_study_that_leaks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images, nodules = make_dataset(0, 40)
+    images_path, nodules_path, params = write_inputs(tmp_path, images, nodules)
+    args = ["split", str(images_path), str(nodules_path), "out", "--assignment", "assignment.parquet",
+            "--params", str(params)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assignment = read_table("assignment.parquet", ASSIGNMENT)
+    train, test = (assignment.filter(pl.col("split") == name).item(0, "patient_id") for name in ("train", "test"))
+    # A later version files one test patient's image under a train patient's study.
+    moved = images.with_columns(
+        pl.when(pl.col("patient_id") == test)
+        .then(pl.lit(images.filter(pl.col("patient_id") == train).item(0, "study_id")))
+        .otherwise("study_id").alias("study_id"))
+    write_inputs(tmp_path, moved, nodules)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "study in two splits" in result.output and train in result.output
+    assert json.loads((tmp_path / "out" / "leakage.json").read_text())["checks"]["study_in_two_splits"]["count"] == 1

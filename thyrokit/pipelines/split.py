@@ -1,0 +1,296 @@
+"""Patient-grouped, stratified splits and cross-validation folds that stay put across versions.
+
+The unit of assignment is a *group* of patients: one patient, or several whose images
+share a study (a study can only belong to one split, so its patients travel together).
+A group is ``external`` when any of its images comes from a held-out site or device
+(external wins for the whole group: a patient seen at an external site never trains a
+model, not even on images from another site). The other groups are shared between
+train, validation and test by their ratios, stratified by the patient label
+(malignant if any nodule is malignant, benign if any is benign, else unlabelled),
+and, inside a label, spread evenly over TI-RADS levels and sites.
+
+The assignment (patient -> split, fold) is a tracked file that is read back on the
+next run: a patient once assigned never moves, even if params or the data change
+(delete the file to re-split on purpose). New groups fill the splits where the running
+proportion of their label falls furthest short of the ratio, so the proportions
+approach the ratios as the dataset grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from thyrokit.contract import SPLITS, TableSpec
+
+DEVELOPMENT_SPLITS = ("train", "validation", "test")
+FOLD_SPLITS = ("train", "validation")
+LABELS = ("malignant", "benign", "unlabelled")
+
+ASSIGNMENT = TableSpec(
+    name="assignment",
+    schema={
+        "patient_id": pl.String(),
+        "split": pl.String(),
+        # Cross-validation fold of a train/validation patient, null for test and external.
+        "fold": pl.Int8(),
+        # The number of folds `fold` was drawn from, so a change of split.folds is caught.
+        "folds": pl.Int8(),
+    },
+    required=("patient_id", "split", "folds"),
+    key=("patient_id",),
+    allowed={"split": SPLITS},
+    sort_by=("patient_id",),
+)
+
+
+class SplitError(ValueError):
+    """Split params or a stored assignment cannot be used."""
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """The ``split`` section of params.yaml, checked."""
+
+    seed: int
+    ratios: dict[str, float]
+    folds: int
+    external_sites: tuple[str, ...] = ()
+    external_devices: tuple[str, ...] = ()
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any]) -> "SplitParams":
+        """Build from the ``split`` section of params.yaml, raising SplitError on bad values."""
+        ratios = {str(name): float(value) for name, value in (section.get("ratios") or {}).items()}
+        unknown = sorted(set(ratios) - set(DEVELOPMENT_SPLITS))
+        if unknown:
+            raise SplitError(f"split.ratios: unknown split(s) {unknown}; use {list(DEVELOPMENT_SPLITS)}")
+        if any(value < 0 for value in ratios.values()) or abs(sum(ratios.values()) - 1) > 1e-6:
+            raise SplitError(f"split.ratios must be non-negative and sum to 1, got {ratios}")
+        if ratios.get("train", 0) <= 0:
+            raise SplitError("split.ratios.train must be above 0")
+        folds = int(section.get("folds", 5))
+        if not 2 <= folds <= 100:
+            raise SplitError(f"split.folds must be between 2 and 100, got {folds}")
+        return cls(
+            seed=int(section.get("seed", 0)),
+            ratios={name: ratios.get(name, 0.0) for name in DEVELOPMENT_SPLITS},
+            folds=folds,
+            external_sites=tuple(section.get("external_sites") or ()),
+            external_devices=tuple(section.get("external_devices") or ()),
+        )
+
+
+def patient_labels(images: pl.DataFrame, nodules: pl.DataFrame) -> pl.DataFrame:
+    """Return patient_id, label and highest TI-RADS level of every patient, from human labels."""
+    findings = (
+        nodules.filter(pl.col("label_source") == "human")
+        .select("image_id", "pathology", "tirads")
+        .join(images.select("image_id", "patient_id"), on="image_id", how="inner")
+        .group_by("patient_id")
+        .agg(
+            (pl.col("pathology") == "malignant").any().alias("malignant"),
+            (pl.col("pathology") == "benign").any().alias("benign"),
+            pl.col("tirads").max().alias("tirads"),  # "TR1" < ... < "TR5" as strings
+        )
+    )
+    label = (
+        pl.when(pl.col("malignant")).then(pl.lit("malignant"))
+        .when(pl.col("benign")).then(pl.lit("benign"))
+        .otherwise(pl.lit("unlabelled"))
+    )
+    return (
+        images.select("patient_id").unique()
+        .join(findings, on="patient_id", how="left")
+        .select("patient_id", label.alias("label"), "tirads")
+        .sort("patient_id")
+    )
+
+
+def study_groups(images: pl.DataFrame) -> pl.DataFrame:
+    """Return patient_id and group: patients linked by a shared study form one group."""
+    patients = images.get_column("patient_id").unique().sort().to_list()
+    parent = {patient: patient for patient in patients}
+
+    def root(patient: str) -> str:
+        while parent[patient] != patient:
+            parent[patient] = parent[parent[patient]]
+            patient = parent[patient]
+        return patient
+
+    shared = (
+        images.group_by("study_id").agg(pl.col("patient_id").unique().sort())
+        .filter(pl.col("patient_id").list.len() > 1)
+        .get_column("patient_id").to_list()
+    )
+    for members in shared:
+        for member in members[1:]:
+            first, other = root(members[0]), root(member)
+            parent[max(first, other)] = min(first, other)  # the group is named by its smallest patient
+    return pl.DataFrame(
+        {"patient_id": patients, "group": [root(patient) for patient in patients]},
+        schema={"patient_id": pl.String(), "group": pl.String()},
+    )
+
+
+def patient_table(images: pl.DataFrame, nodules: pl.DataFrame, params: SplitParams) -> pl.DataFrame:
+    """Return one row per patient: group, label, tirads, site and whether it is external."""
+    held_out = pl.col("site").is_in(list(params.external_sites)) | pl.col("device").is_in(
+        list(params.external_devices)
+    )
+    places = images.group_by("patient_id").agg(
+        pl.col("site").min().alias("site"), held_out.any().alias("external")
+    )
+    return (
+        study_groups(images)
+        .join(patient_labels(images, nodules), on="patient_id")
+        .join(places, on="patient_id")
+        .sort("patient_id")
+    )
+
+
+def group_table(patients: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Return one row per group with its size, strongest label, top TI-RADS, site and order key."""
+    rank = {label: index for index, label in enumerate(LABELS)}
+    groups = (
+        patients.with_columns(pl.col("label").replace_strict(rank, return_dtype=pl.Int8()).alias("rank"))
+        .group_by("group")
+        .agg(
+            pl.len().alias("size"),
+            pl.col("rank").min().alias("rank"),
+            pl.col("tirads").max(),
+            pl.col("site").min(),
+            pl.col("external").any(),
+        )
+        .with_columns(pl.col("rank").replace_strict(dict(enumerate(LABELS)), return_dtype=pl.String()).alias("label"))
+        .drop("rank")
+    )
+    keys = [order_key(seed, group) for group in groups.get_column("group").to_list()]
+    return groups.with_columns(pl.Series("order", keys, dtype=pl.String())).sort("group")
+
+
+def order_key(seed: int, name: str) -> str:
+    """Return a seeded pseudo-random sort key of `name`, the same on every machine and version."""
+    return hashlib.blake2b(f"{seed}\x00{name}".encode(), digest_size=8).hexdigest()
+
+
+def allocate(sizes: Sequence[int], counts: Sequence[int], ratios: Sequence[float]) -> list[int]:
+    """Return a bin index per item: each goes where the running count falls furthest below its ratio.
+
+    `counts` are what each bin already holds; items of `sizes` are added in order.
+    Ties go to the earlier bin, so the result depends only on the inputs.
+    """
+    counts = list(counts)
+    total = sum(counts)
+    chosen = []
+    for size in sizes:
+        total += size
+        deficits = [ratio * total - count for ratio, count in zip(ratios, counts)]
+        best = max(range(len(counts)), key=lambda index: (deficits[index], -index))
+        counts[best] += size
+        chosen.append(best)
+    return chosen
+
+
+def assign_splits(patients: pl.DataFrame, params: SplitParams,
+                  previous: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (assignment of every patient, old and new; per-patient status of this run).
+
+    `patients` comes from :func:`patient_table`, `previous` is the stored assignment
+    (or None). Stored rows are kept as they are, including patients no longer present.
+    The status frame has patient_id and ``kept`` (was already assigned).
+    """
+    previous = ASSIGNMENT.empty() if previous is None else previous
+    check_previous(previous, params)
+    kept = patients.join(previous.drop("folds"), on="patient_id", how="left")
+    # A group with an assigned member sends its new members to that member's split and fold.
+    group_home = (
+        kept.filter(pl.col("split").is_not_null())
+        .sort("patient_id")
+        .group_by("group", maintain_order=True)
+        .agg(pl.col("split").first().alias("home_split"), pl.col("fold").first().alias("home_fold"))
+    )
+    joined = kept.join(group_home, on="group", how="left")
+    followers = joined.filter(pl.col("split").is_null() & pl.col("home_split").is_not_null()).select(
+        "patient_id", pl.col("home_split").alias("split"), pl.col("home_fold").alias("fold")
+    )
+    fresh_groups = group_table(joined.filter(pl.col("home_split").is_null()), params.seed)
+    placed = place_groups(fresh_groups, kept.filter(pl.col("split").is_not_null()), params)
+    fresh = joined.filter(pl.col("home_split").is_null()).select("patient_id", "group").join(
+        placed, on="group"
+    ).drop("group")
+    assignment = pl.concat(
+        [previous.drop("folds"), followers, fresh], how="vertical_relaxed"
+    ).with_columns(pl.lit(params.folds, dtype=pl.Int8()).alias("folds"))
+    status = patients.select(
+        "patient_id", pl.col("patient_id").is_in(previous.get_column("patient_id").implode()).alias("kept")
+    )
+    return assignment.select(list(ASSIGNMENT.schema)).sort("patient_id"), status
+
+
+def check_previous(previous: pl.DataFrame, params: SplitParams) -> None:
+    """Raise SplitError if a stored assignment was drawn with another number of folds."""
+    drawn = previous.get_column("folds").unique().to_list()
+    if drawn and drawn != [params.folds]:
+        raise SplitError(
+            f"the stored assignment has {drawn} folds but split.folds is {params.folds}; "
+            "keep split.folds, or delete the assignment to re-split (patients will move)"
+        )
+    in_folds = previous.filter(pl.col("split").is_in(FOLD_SPLITS))
+    if in_folds.filter(pl.col("fold").is_null() | (pl.col("fold") >= params.folds)).height:
+        raise SplitError("the stored assignment has train/validation patients without a valid fold")
+
+
+def place_groups(groups: pl.DataFrame, assigned: pl.DataFrame, params: SplitParams) -> pl.DataFrame:
+    """Return group, split and fold for new groups, given the patients already assigned."""
+    rows: list[tuple[str, str, int | None]] = []
+    external = groups.filter(pl.col("external")).get_column("group").to_list()
+    rows += [(group, "external", None) for group in external]
+    inside = groups.filter(~pl.col("external"))
+    split_ratios = [params.ratios[name] for name in DEVELOPMENT_SPLITS]
+    fold_ratios = [1.0 / params.folds] * params.folds
+    for label in LABELS:
+        # TI-RADS, then site, then a seeded shuffle: consecutive groups of a label go to
+        # different splits, so each split gets its share of every level and site too.
+        stratum = inside.filter(pl.col("label") == label).sort(
+            ["tirads", "site", "order"], nulls_last=True
+        )
+        if stratum.is_empty():
+            continue
+        before = assigned.filter(pl.col("label") == label)
+        split_counts = [before.filter(pl.col("split") == name).height for name in DEVELOPMENT_SPLITS]
+        splits = allocate(stratum.get_column("size").to_list(), split_counts, split_ratios)
+        stratum = stratum.with_columns(
+            pl.Series("split", [DEVELOPMENT_SPLITS[index] for index in splits], dtype=pl.String())
+        )
+        in_folds = stratum.filter(pl.col("split").is_in(FOLD_SPLITS))
+        fold_counts = [before.filter(pl.col("fold") == fold).height for fold in range(params.folds)]
+        folds = dict(zip(in_folds.get_column("group").to_list(),
+                         allocate(in_folds.get_column("size").to_list(), fold_counts, fold_ratios)))
+        rows += [(group, split, folds.get(group))
+                 for group, split in stratum.select("group", "split").iter_rows()]
+    return pl.DataFrame(rows, schema={"group": pl.String(), "split": pl.String(), "fold": pl.Int8()},
+                        orient="row")
+
+
+def apply_assignment(images: pl.DataFrame, assignment: pl.DataFrame) -> pl.DataFrame:
+    """Return `images` with split and fold filled from the assignment of their patient."""
+    return images.drop("split", "fold").join(
+        assignment.select("patient_id", "split", "fold"), on="patient_id", how="left"
+    ).select(images.columns)
+
+
+def nnunet_folds(images: pl.DataFrame, folds: int) -> list[dict[str, list[str]]]:
+    """Return nnU-Net's splits_final.json content: per fold, train and val image ids."""
+    development = images.filter(pl.col("split").is_in(FOLD_SPLITS)).select("image_id", "fold").sort("image_id")
+    return [
+        {
+            "train": development.filter(pl.col("fold") != fold).get_column("image_id").to_list(),
+            "val": development.filter(pl.col("fold") == fold).get_column("image_id").to_list(),
+        }
+        for fold in range(folds)
+    ]

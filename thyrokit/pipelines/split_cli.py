@@ -1,0 +1,107 @@
+"""``thyrokit split`` and ``thyrokit audit-leakage``: the split stage and its leakage audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import polars as pl
+
+from thyrokit.atomic import write_text
+from thyrokit.contract import IMAGES, NODULES, PATCHES, read_table, write_table
+from thyrokit.params import DEFAULT_PARAMS, load_params
+from thyrokit.pipelines.leakage import audit_leakage, summarise
+from thyrokit.pipelines.split import (
+    ASSIGNMENT, SplitParams, apply_assignment, assign_splits, nnunet_folds, patient_table,
+)
+from thyrokit.pipelines.split_report import composition, plot_composition, split_metrics
+from thyrokit.pixels import rebase_paths
+
+
+def write_json(path: str | Path, content: object) -> None:
+    """Write `content` as sorted, indented JSON, atomically."""
+    write_text(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def audit_params(section: dict) -> dict:
+    """Return the audit's keyword arguments from the ``split`` params section."""
+    return {"max_distance": int(section.get("phash_max_distance", 4)),
+            "max_listed": int(section.get("leakage_max_listed", 50))}
+
+
+@click.command("split")
+@click.argument("images_parquet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("nodules_parquet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--assignment", "assignment_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Stored patient -> split, fold table; read back so patients never move.")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write split counts and achieved ratios (JSON).")
+def split(images_parquet: Path, nodules_parquet: Path, out_dir: Path, assignment_path: Path,
+          params_path: Path, metrics_path: Path | None) -> None:
+    """Assign patients to train/validation/test/external and folds; audit for leakage.
+
+    Writes OUT_DIR/images.parquet (split and fold filled), splits_final.json (nnU-Net
+    folds), leakage.json and split_composition.png, and updates the assignment. Exits
+    non-zero, naming the rows, if the audit finds a leak.
+    """
+    section = load_params("split", params_path)
+    params = SplitParams.from_params(section)
+    images = read_table(images_parquet, IMAGES)
+    nodules = read_table(nodules_parquet, NODULES)
+    previous = read_table(assignment_path, ASSIGNMENT) if assignment_path.exists() else None
+
+    patients = patient_table(images, nodules, params)
+    assignment, status = assign_splits(patients, params, previous)
+    placed = apply_assignment(images, assignment)
+    placed = rebase_paths(placed, "path", images_parquet.parent, out_dir)
+
+    write_table(assignment, assignment_path, ASSIGNMENT)
+    written = write_table(placed, out_dir / "images.parquet", IMAGES)
+    write_json(out_dir / "splits_final.json", nnunet_folds(written, params.folds))
+    counts = composition(written, patients)
+    plot_composition(counts, out_dir / "split_composition.png")
+    report = audit_leakage(written, nodules, **audit_params(section))
+    write_json(out_dir / "leakage.json", report)
+    if metrics_path is not None:
+        metrics = split_metrics(written, patients, assignment, status)
+        metrics["leakage_violations"] = sum(check["count"] for check in report["checks"].values())
+        write_json(metrics_path, metrics)
+    click.echo(f"split: {len(patients)} patients ({metrics_line(status)}), {written.height} images -> {out_dir}")
+    if not report["ok"]:
+        raise click.ClickException(summarise(report))
+
+
+def metrics_line(status: pl.DataFrame) -> str:
+    """Return 'N kept, M new' for the patients of this run."""
+    kept = int(status.get_column("kept").sum())
+    return f"{kept} kept, {status.height - kept} new"
+
+
+@click.command("audit-leakage")
+@click.argument("images_parquet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("nodules_parquet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--patches", "patches_parquet", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A patches table too: its pseudo/synthetic patches must be in train.")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def audit_leakage_command(images_parquet: Path, nodules_parquet: Path, out_json: Path,
+                          patches_parquet: Path | None, params_path: Path) -> None:
+    """Check split images (and nodules) for leaks between splits; write OUT_JSON.
+
+    Exits non-zero, naming the rows, if a patient or study sits in two splits, near-
+    duplicate images sit in two splits, or synthetic / pseudo-labelled data is outside train.
+    """
+    images = read_table(images_parquet, IMAGES)
+    nodules = read_table(nodules_parquet, NODULES)
+    patches = read_table(patches_parquet, PATCHES) if patches_parquet is not None else None
+    report = audit_leakage(images, nodules, patches, **audit_params(load_params("split", params_path)))
+    write_json(out_json, report)
+    if not report["ok"]:
+        raise click.ClickException(summarise(report))
+    click.echo(f"leakage: none in {images.height} images")

@@ -1,0 +1,93 @@
+"""What the splits hold: patients and images per split, label and site, as numbers and a plot."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import polars as pl  # noqa: E402
+
+from thyrokit.atomic import write_bytes  # noqa: E402
+from thyrokit.contract import SPLITS  # noqa: E402
+from thyrokit.pipelines.split import DEVELOPMENT_SPLITS, LABELS  # noqa: E402
+
+LABEL_COLOURS = {"malignant": "#c0392b", "benign": "#2e86c1", "unlabelled": "#aab7b8"}
+
+
+def composition(images: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
+    """Return split, label, site and their patient and image counts (images carry split)."""
+    return (
+        images.join(patients.select("patient_id", "label"), on="patient_id", how="left")
+        .group_by("split", "label", "site")
+        .agg(pl.col("patient_id").n_unique().alias("patients"), pl.len().alias("images"))
+        .sort("split", "label", "site")
+    )
+
+
+def split_metrics(images: pl.DataFrame, patients: pl.DataFrame, assignment: pl.DataFrame,
+                  status: pl.DataFrame) -> dict:
+    """Return the split stage's metrics: counts per split and label, achieved ratios, stability."""
+    present = assignment.join(patients.select("patient_id", "label", "external"), on="patient_id")
+    development = present.filter(pl.col("split") != "external")
+
+    def patients_in(name: str, label: str | None = None) -> int:
+        chosen = present.filter(pl.col("split") == name)
+        return chosen.height if label is None else chosen.filter(pl.col("label") == label).height
+
+    return {
+        "images": {name: images.filter(pl.col("split") == name).height for name in SPLITS},
+        "patients": {name: patients_in(name) for name in SPLITS},
+        "patients_by_label": {name: {label: patients_in(name, label) for label in LABELS} for name in SPLITS},
+        "development_fractions": {
+            name: round(patients_in(name) / max(development.height, 1), 4) for name in DEVELOPMENT_SPLITS
+        },
+        "fold_patients": {
+            str(fold): count
+            for fold, count in present.filter(pl.col("fold").is_not_null()).group_by("fold").len()
+            .sort("fold").iter_rows()
+        },
+        "patients_kept": int(status.get_column("kept").sum()),
+        "patients_new": int((~status.get_column("kept")).sum()),
+        # Stored splits that today's external rule would not give (params or data changed since).
+        "patients_kept_against_external_rule":
+            present.filter(pl.col("external") != (pl.col("split") == "external")).height,
+        "patients_in_assignment": assignment.height,
+    }
+
+
+def plot_composition(counts: pl.DataFrame, path: str | os.PathLike) -> None:
+    """Plot patients and images per split by label, and patients per split by site, to a PNG."""
+    splits = [name for name in SPLITS if name in counts.get_column("split").to_list()]
+    sites = counts.get_column("site").unique().sort().to_list()
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for axis, measure in zip(axes[:2], ("patients", "images")):
+        bottom = [0] * len(splits)
+        for label in LABELS:
+            values = [
+                counts.filter((pl.col("split") == name) & (pl.col("label") == label)).get_column(measure).sum()
+                for name in splits
+            ]
+            axis.bar(splits, values, bottom=bottom, label=label, color=LABEL_COLOURS[label])
+            bottom = [low + value for low, value in zip(bottom, values)]
+        axis.set_title(f"{measure} per split and label")
+        axis.set_ylabel(measure)
+        axis.legend()
+    width = 0.8 / max(len(sites), 1)
+    for index, site in enumerate(sites):
+        values = [
+            counts.filter((pl.col("split") == name) & (pl.col("site") == site)).get_column("patients").sum()
+            for name in splits
+        ]
+        axes[2].bar([position + index * width for position in range(len(splits))], values, width, label=site)
+    axes[2].set_xticks([position + 0.4 - width / 2 for position in range(len(splits))], splits)
+    axes[2].set_title("patients per split and site")
+    axes[2].legend(fontsize="small")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    write_bytes(path, buffer.getvalue())
