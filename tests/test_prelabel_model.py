@@ -1,0 +1,141 @@
+"""The pre-label model's parts: network, augmentations, training, uncertainty, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from thyrokit.annotate.model.augment import strong_augment, weak_augment
+from thyrokit.annotate.model.config import ModelConfig, read_config, write_config
+from thyrokit.annotate.model.dataset import Examples, resize_back, to_grey
+from thyrokit.annotate.model.evaluate import evaluate
+from thyrokit.annotate.model.metrics import average_precision, dice, iou, roc_auc
+from thyrokit.annotate.model.predict import components, predict, rank_by_uncertainty
+from thyrokit.annotate.model.synthetic import blob_image, blob_set
+from thyrokit.annotate.model.train import train_supervised
+from thyrokit.annotate.model.unet import UNet
+
+CPU = torch.device("cpu")
+TINY = ModelConfig(size=32, channels=8, depth=2, steps=100, batch_size=8, threads=1, mc_samples=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def blob_examples(count: int, seed: int, size: int = 32, contrast: float = 0.35) -> Examples:
+    images, masks, malignant = blob_set(count, size, seed, contrast)
+    return Examples(image_ids=[f"img{i:03d}" for i in range(count)],
+                    images=torch.from_numpy(images)[:, None],
+                    masks=torch.from_numpy((masks > 0).astype(np.uint8))[:, None],
+                    malignant=torch.tensor(malignant, dtype=torch.float32))
+
+
+LOSSES: list[float] = []
+
+
+@pytest.fixture(scope="module")
+def trained() -> UNet:
+    torch.set_num_threads(1)
+    return train_supervised(TINY, blob_examples(48, seed=1), CPU,
+                            log=lambda step, values: LOSSES.append(values["loss"]))
+
+
+def test_unet_gives_a_mask_per_pixel_and_a_pathology_per_image():
+    masks, malignant = UNet(channels=4, depth=2)(torch.rand(3, 1, 32, 32))
+    assert masks.shape == (3, 1, 32, 32) and malignant.shape == (3,)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        UNet(channels=4, depth=2)(torch.rand(1, 1, 30, 30))
+
+
+def test_weak_augmentation_moves_image_and_mask_together():
+    mask = torch.zeros(4, 1, 32, 32)
+    mask[:, :, 8:20, 4:14] = 1
+    image, moved = weak_augment(mask.clone(), mask, torch.Generator().manual_seed(3))
+    assert not torch.equal(moved, mask)  # something moved
+    assert ((image > 0.5).float() == moved).float().mean() > 0.98
+
+
+def test_strong_augmentation_is_seeded_and_stays_in_range():
+    image = torch.rand(2, 1, 32, 32)
+    first = strong_augment(image, torch.Generator().manual_seed(5))
+    again = strong_augment(image, torch.Generator().manual_seed(5))
+    assert torch.equal(first, again) and first.min() >= 0 and first.max() <= 1
+    assert not torch.equal(first, image)
+
+
+def test_training_lowers_the_loss_and_beats_chance_dice(trained):
+    assert len(LOSSES) == TINY.steps
+    assert np.mean(LOSSES[-10:]) < 0.75 * np.mean(LOSSES[:10])
+    validation = blob_examples(16, seed=2)
+    scores = evaluate(predict(trained, validation, CPU, mc_samples=1), validation)
+    # Chance: call every pixel a nodule.
+    chance = np.mean([dice(np.ones((32, 32)), m) for m in validation.masks[:, 0].numpy()])
+    assert scores["dice"] > chance + 0.4, scores
+    assert set(scores) == {"dice", "iou", "box_ap50", "auc", "n_images"}
+
+
+def test_training_is_deterministic_for_a_seed():
+    data = blob_examples(16, seed=4)
+    short = ModelConfig(size=32, channels=4, depth=2, steps=5, batch_size=4, threads=1)
+    first, second = (train_supervised(short, data, CPU).state_dict() for _ in range(2))
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_an_ambiguous_image_ranks_above_a_clear_one(trained):
+    rng = np.random.default_rng(9)
+    clear, _, _ = blob_image(32, rng, contrast=0.5, malignant=False)
+    faint, _, _ = blob_image(32, rng, contrast=0.06, malignant=False)
+    examples = Examples(["clear", "faint"], torch.from_numpy(np.stack([clear, faint]))[:, None])
+    prediction = predict(trained, examples, CPU, mc_samples=8)
+    assert prediction.uncertainty[1] > prediction.uncertainty[0]
+    assert rank_by_uncertainty(prediction.image_ids, prediction.uncertainty) == [1, 0]
+
+
+def test_mc_dropout_prediction_is_repeatable_for_a_seed(trained):
+    examples = blob_examples(4, seed=6).unlabelled()
+    first, second = (predict(trained, examples, CPU, mc_samples=4, seed=1) for _ in range(2))
+    assert np.array_equal(first.probability, second.probability)
+
+
+def test_components_become_boxes_in_reading_order_and_small_ones_drop():
+    mask = np.zeros((20, 30), bool)
+    mask[10:15, 2:6] = True     # lower left, 20 px
+    mask[1:4, 20:29] = True     # upper right, 27 px
+    mask[18, 0] = True          # a speck
+    found = components(mask, min_area=2)
+    assert [box for _, box in found] == [(20, 1, 29, 4), (2, 10, 6, 15)]
+    assert found[1][0].sum() == 20
+
+
+def test_masks_map_back_to_the_image_size():
+    probability = np.zeros((32, 32), np.float32)
+    probability[8:24, 8:24] = 1
+    back = resize_back(probability, 60, 90)
+    assert back.shape == (60, 90) and back[30, 45] == 1 and back[2, 2] == 0
+    assert to_grey(np.full((4, 4, 3), 200, np.uint8)).shape == (4, 4)
+
+
+def test_metrics_on_known_cases():
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    b = np.zeros((10, 10), bool)
+    b[:, :5] = True
+    assert dice(a, b) == pytest.approx(0.5) and iou(a, b) == pytest.approx(25 / 75)
+    assert dice(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+    assert roc_auc(np.array([0.9, 0.5, 0.5, 0.1]), np.array([1, 1, 0, 0])) == pytest.approx(0.875)
+    assert np.isnan(roc_auc(np.array([0.3]), np.array([1])))
+    truths = [[(0, 0, 10, 10)], [(5, 5, 15, 15)]]
+    assert average_precision([[((0, 0, 10, 10), 0.9)], [((5, 5, 15, 15), 0.8)]], truths) == 1.0
+    # A confident false alarm ranked first halves precision at the first hit.
+    missed = average_precision([[((0, 0, 10, 10), 0.5), ((50, 50, 60, 60), 0.9)]], [[(0, 0, 10, 10)]])
+    assert missed == pytest.approx(0.5)
+
+
+def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
+    write_config(TINY, tmp_path / "config.json", version="prelabel-abc")
+    assert read_config(tmp_path / "config.json") == (TINY, {"version": "prelabel-abc"})
+    with pytest.raises(ValueError, match="unknown model setting"):
+        ModelConfig.from_dict({"size": 32, "epochs": 3})
