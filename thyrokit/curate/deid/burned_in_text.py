@@ -1,0 +1,174 @@
+"""Find and mask text, calipers and annotations burned into the scan area of a frame.
+
+Cropping to the scan area removes the annotation screen around an ultrasound image;
+what remains inside is found here with classical image analysis. Burned-in text is
+drawn by the device in thin strokes of saturated or near-white colour, so:
+
+1. stroke pixels are bright pixels that a white top-hat lifts well above their
+   neighbourhood (tissue speckle and the colour flow of Doppler are broad or dim);
+2. their connected components are glyphs when glyph-sized and thin (a calcification
+   is a compact blob: it fills its box, a glyph does not);
+3. glyphs side by side merge into words and lines; a run of two or more glyphs, or a
+   single saturated glyph (a letter, a caliper cross), is text.
+
+Each text box, padded by a couple of pixels for anti-aliasing, is set to zero. When
+``tesseract`` is installed it is asked too, as an extra detector; it is never required.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]
+
+TOPHAT_SIZE = 9          # wider than any stroke, narrower than tissue structures
+MIN_CONTRAST = 50        # top-hat lift of a stroke above its surroundings (0-255 scale)
+MIN_BRIGHTNESS = 150     # strokes are drawn bright on the dark screen
+SATURATED = 180          # a lone glyph must be this bright to count without neighbours
+GLYPH_HEIGHT = (4, 40)   # pixels, smallest to largest character or caliper mark
+MAX_GLYPH_FILL = 0.72    # fraction of its box a lone glyph fills at most (a bar is no letter)
+MAX_SOLID = 0.34         # fraction of a glyph's pixels that survive a 3x3 cross erosion: strokes are thin
+LETTER_GAP = 6           # pixels between glyphs of one word or line
+PAD = 1                  # pixels added around each box for anti-aliased edges
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Return a grey or RGB image scaled to uint8 (uint16 by its own maximum)."""
+    if image.dtype == np.uint8:
+        return image
+    top = float(image.max()) or 1.0
+    return np.clip(image.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+
+
+def stroke_brightness(image: np.ndarray) -> np.ndarray:
+    """Return the (H, W) uint8 brightness that text strokes stand out in.
+
+    Grey images are their own brightness. In colour frames the brightest channel is
+    taken, except on pixels coloured like Doppler flow (red or blue dominant), which
+    are dimmed so the flow map is kept while white, yellow or green text is found.
+    """
+    image = to_uint8(image)
+    if image.ndim == 2:
+        return image
+    red, green, blue = (image[..., channel].astype(np.int16) for channel in range(3))
+    flow = ((red - np.maximum(green, blue) > 60) | (blue - np.maximum(red, green) > 60))
+    brightness = image.max(axis=2)
+    return np.where(flow, 0, brightness).astype(np.uint8)
+
+
+def stroke_mask(image: np.ndarray, keep_mask: np.ndarray) -> np.ndarray:
+    """Return the bool (H, W) mask of pixels that look like strokes of drawn text or marks."""
+    brightness = stroke_brightness(image)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
+    lifted = cv2.morphologyEx(brightness, cv2.MORPH_TOPHAT, kernel)
+    return (lifted >= MIN_CONTRAST) & (brightness >= MIN_BRIGHTNESS) & keep_mask.astype(bool)
+
+
+def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
+    """Return the boxes (x0, y0, x1, y1), end exclusive, of text and marks inside `keep_mask`."""
+    strokes = stroke_mask(image, keep_mask).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    if count <= 1:
+        return []
+    widths, heights, areas = (stats[:, column] for column in
+                              (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
+    small = (heights <= GLYPH_HEIGHT[1]) & (widths <= 2 * GLYPH_HEIGHT[1])
+    small[0] = False
+    # Strokes one or two pixels wide vanish under a 3x3 cross erosion; calcifications do not.
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    core = np.bincount(labels[cv2.erode(strokes, cross) > 0], minlength=count)
+    glyphs = small & (heights >= GLYPH_HEIGHT[0]) & (core <= MAX_SOLID * areas)
+    brightness = stroke_brightness(image)
+    # Small marks (glyphs, and the dots and bars of i, :, -) within a letter gap of each
+    # other join into words and lines; only glyphs decide whether a group is text.
+    joined = cv2.dilate(small[labels].astype(np.uint8),
+                        cv2.getStructuringElement(cv2.MORPH_RECT, (LETTER_GAP, 3)))
+    groups, group_labels, group_stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    boxes = []
+    for group in range(1, groups):
+        x, y, w, h = (int(value) for value in group_stats[group, :4])
+        window = (group_labels[y:y + h, x:x + w] == group) & small[labels[y:y + h, x:x + w]]
+        members = np.unique(labels[y:y + h, x:x + w][window])
+        letters = members[glyphs[members]]
+        if letters.size == 0:
+            continue
+        if letters.size == 1:
+            letter = letters[0]
+            lone = labels[y:y + h, x:x + w] == letter
+            if (areas[letter] > MAX_GLYPH_FILL * widths[letter] * heights[letter]
+                    or np.percentile(brightness[y:y + h, x:x + w][lone], 75) < SATURATED):
+                continue
+        x0, y0, x1, y1 = _ink_box(window)
+        boxes.append((x + x0, y + y0, x + x1, y + y1))
+    return sorted({_pad(box, image.shape[:2]) for box in boxes}, key=lambda b: (b[1], b[0]))
+
+
+def _ink_box(ink: np.ndarray) -> Box:
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _pad(box: Box, shape: tuple[int, ...]) -> Box:
+    x0, y0, x1, y1 = box
+    return max(x0 - PAD, 0), max(y0 - PAD, 0), min(x1 + PAD, shape[1]), min(y1 + PAD, shape[0])
+
+
+def tesseract_boxes(image: np.ndarray, min_confidence: float = 60.0) -> list[Box]:
+    """Return word boxes that tesseract reads in `image`; empty when tesseract is not installed."""
+    binary = shutil.which("tesseract")
+    if binary is None:
+        return []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "frame.png"
+        cv2.imwrite(str(path), to_uint8(image))
+        result = subprocess.run([binary, str(path), "stdout", "--psm", "11", "tsv"],
+                                capture_output=True, text=True, check=False)
+    boxes = []
+    for line in result.stdout.splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) == 12 and fields[11].strip() and float(fields[10]) >= min_confidence:
+            x, y, w, h = (int(value) for value in fields[6:10])
+            boxes.append((x, y, x + w, y + h))
+    return boxes
+
+
+def redact_burned_in_text(image: np.ndarray, keep_mask: np.ndarray) -> tuple[np.ndarray, list[Box]]:
+    """Return `image` blanked outside `keep_mask` and with text inside it masked, and the masked boxes.
+
+    `image` is grey (H, W) or RGB (H, W, 3), uint8 or uint16; `keep_mask` is the (H, W)
+    scan area (bool, or uint8 0/255). The input is not modified.
+    """
+    keep = keep_mask.astype(bool)
+    if keep.shape != image.shape[:2]:
+        raise ValueError(f"keep_mask is {keep.shape}, the image is {image.shape[:2]}")
+    boxes = detect_text_boxes(image, keep)
+    boxes += [box for box in tesseract_boxes(image) if keep[box[1]:box[3], box[0]:box[2]].any()]
+    return mask_boxes(image, keep, boxes), boxes
+
+
+def mask_boxes(image: np.ndarray, keep_mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """Return a copy of `image` set to zero outside `keep_mask` and inside every box."""
+    keep = keep_mask.astype(bool).copy()
+    for x0, y0, x1, y1 in boxes:
+        keep[y0:y1, x0:x1] = False
+    out = image.copy()
+    out[~keep] = 0
+    return out
+
+
+def redact_frames(frames: np.ndarray, keep_mask: np.ndarray) -> tuple[np.ndarray, list[Box]]:
+    """Return the frames (N, H, W[, 3]) of a cine with the union of every frame's text boxes masked.
+
+    Overlay text is usually static: masking each frame with the boxes found in any
+    frame removes text that noise hid from the detector in some of them.
+    """
+    keep = keep_mask.astype(bool)
+    boxes = sorted({box for frame in frames for box in detect_text_boxes(frame, keep)}, key=lambda b: (b[1], b[0]))
+    return np.stack([mask_boxes(frame, keep, boxes) for frame in frames]), boxes
