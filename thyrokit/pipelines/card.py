@@ -1,0 +1,260 @@
+"""The dataset card: ``card.md`` and a self-contained ``card.html`` describing a release.
+
+Counts per split, site, device and class; class balance before and after synthesis;
+montages of real and synthetic patches; the de-identification, labelling and
+generator metrics found under ``data/metrics/``; the leakage audit; the params and
+the git and DVC revisions it was built from. Pictures are PNGs beside the card
+(``card/*.png``) and embedded in the HTML, so both read offline. Revisions are the
+only thing that changes between two builds of the same data, and they live here only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import subprocess
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from thyrokit import __version__
+from thyrokit.atomic import write_bytes, write_text
+from thyrokit.contract import PATHOLOGIES, SPLITS
+from thyrokit.pipelines import plots
+from thyrokit.pipelines.formats.manifest import Release
+from thyrokit.pixels import decode_png
+
+PICTURES = "card"
+# Params sections never shown: ingest's map names the raw site folders (often institutions).
+HIDDEN_PARAMS = ("ingest",)
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class Picture:
+    title: str
+    file: str  # relative to the card
+    png: bytes
+
+
+Block = Heading | Text | Code | Table | Picture
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """Return the card as Markdown, pictures linked beside it."""
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            lines += ["#" * block.level + " " + block.text, ""]
+        elif isinstance(block, Text):
+            lines += [block.text, ""]
+        elif isinstance(block, Code):
+            lines += ["```", block.text.rstrip("\n"), "```", ""]
+        elif isinstance(block, Table):
+            lines += ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
+            lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in block.rows]
+            lines.append("")
+        elif isinstance(block, Picture):
+            lines += [f"![{block.title}]({block.file})", ""]
+    return "\n".join(lines)
+
+
+def render_html(blocks: list[Block]) -> str:
+    """Return the card as one self-contained HTML page, pictures embedded."""
+    body: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Text):
+            body.append(f"<p>{html.escape(block.text)}</p>")
+        elif isinstance(block, Code):
+            body.append(f"<pre>{html.escape(block.text)}</pre>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{html.escape(name)}</th>" for name in block.header)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row) + "</tr>"
+                           for row in block.rows)
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+        elif isinstance(block, Picture):
+            data = base64.b64encode(block.png).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(block.title)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(block.title)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #999;padding:.2em .6em}"
+             "td{text-align:right}img{image-rendering:pixelated;max-width:100%}")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Dataset card</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Return the scalar leaves of nested JSON as (dotted key, value); a list shows its length."""
+    if isinstance(value, dict):
+        return [pair for key in sorted(value) for pair in flatten(value[key], f"{prefix}{key}.")]
+    if isinstance(value, list):
+        return [(prefix.rstrip("."), f"{len(value)} item(s)")]
+    return [(prefix.rstrip("."), value)]
+
+
+def revisions(cwd: Path = Path(".")) -> dict[str, str]:
+    """Return the git commit (and whether the tree is dirty), the dvc.lock digest and tool versions."""
+    commit = _git(["rev-parse", "HEAD"], cwd) or "unknown (not a git checkout)"
+    changes = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    lock = cwd / "dvc.lock"
+    try:
+        dvc = version("dvc")
+    except PackageNotFoundError:
+        dvc = "not installed"
+    return {
+        "git commit": commit + (" (with uncommitted changes)" if changes else ""),
+        "dvc.lock sha256": hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.is_file() else "none",
+        "thyrokit": __version__,
+        "dvc": dvc,
+    }
+
+
+def _git(arguments: list[str], cwd: Path) -> str:
+    try:
+        result = subprocess.run(["git", *arguments], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _split_table(summary: dict, section: str, keys: tuple[str, ...]) -> Table:
+    rows = tuple((key, *(summary[section][split][key] for split in SPLITS)) for key in keys)
+    return Table(("", *SPLITS), rows)
+
+
+def _montage(release: Release, patches: pl.DataFrame, count: int) -> list[Picture]:
+    pictures = []
+    kind = "synthetic" if patches.get_column("label_source").eq("synthetic").all() else "real"
+    for name in PATHOLOGIES:
+        chosen = patches.filter(pl.col("pathology") == name).sort("nodule_id").head(count)
+        if chosen.is_empty():
+            continue
+        images = dict(release.pngs(chosen, "nodule_id", "path"))
+        grid = [decode_png(images[key]) for key in chosen.get_column("nodule_id") if key in images]
+        pictures.append(Picture(f"{kind} {name} patches", f"{PICTURES}/montage_{kind}_{name}.png",
+                                plots.montage_png(grid)))
+    return pictures
+
+
+def _metrics_blocks(metrics_dir: Path | None) -> list[Block]:
+    blocks: list[Block] = [Heading("De-identification")]
+    files = sorted(metrics_dir.glob("*.json")) if metrics_dir and metrics_dir.is_dir() else []
+    ingest = [path for path in files if path.stem == "ingest"]
+    blocks.append(_json_table(ingest[0]) if ingest else Text("No ingest metrics were found."))
+    blocks.append(Heading("Labelling, pre-label, pseudolabel and generator metrics"))
+    others = [path for path in files if path.stem != "ingest"]
+    for path in others:
+        blocks += [Heading(path.stem, 3), _json_table(path)]
+    if not others:
+        blocks.append(Text("No other metrics were found."))
+    return blocks
+
+
+def _json_table(path: Path) -> Block:
+    try:
+        return Table(("metric", "value"), tuple(flatten(json.loads(path.read_text()))))
+    except (OSError, ValueError) as error:
+        return Text(f"{path.name} could not be read: {type(error).__name__}")
+
+
+def card_blocks(release: Release, summary: dict, *, leakage: Any = None, metrics_dir: Path | None = None,
+                params_file: Path | None = None, montage_per_class: int = 16) -> list[Block]:
+    """Return the card's content."""
+    classes = (*PATHOLOGIES, "unlabelled")
+    before = summary["patches_by_class"]["train"]
+    after = {name: before[name] + summary["synthetic_patches_by_class"][name] for name in PATHOLOGIES}
+    synthetic = release.patches.filter(pl.col("label_source") == "synthetic")
+    real = release.patches.filter(pl.col("label_source") != "synthetic")
+    blocks: list[Block] = [
+        Heading("Dataset card", 1),
+        Text("A de-identified thyroid imaging release, with patient-grouped splits. "
+             "Built from the revisions below."),
+        Table(("what", "revision"), tuple(revisions().items())),
+        Heading("Counts"),
+        Table(("", "total", *SPLITS), tuple(
+            (section, summary[section].get("total", ""), *(summary[section][split] for split in SPLITS))
+            for section in ("images", "patients", "labelled_images", "images_with_mask", "nodules"))),
+        Heading("Images per site", 3),
+        Table(("site", *SPLITS), tuple((site, *counts.values())
+                                       for site, counts in summary["images_by_site"].items())),
+        Heading("Images per device", 3),
+        Table(("device", "images"), tuple(summary["images_by_device"].items())),
+        Heading("Images per class (the worst finding of the image)", 3),
+        _split_table(summary, "images_by_class", classes),
+        Heading("Real nodule patches per class", 3),
+        _split_table(summary, "patches_by_class", PATHOLOGIES),
+        Heading("Class balance"),
+        Table(("class", "train real", "train real + synthetic"),
+              tuple((name, before[name], after[name]) for name in PATHOLOGIES)),
+        Picture("class balance", f"{PICTURES}/class_balance.png",
+                plots.class_balance(before, after if not synthetic.is_empty() else None)),
+        Heading("Split composition"),
+        Picture("split composition", f"{PICTURES}/split_composition.png",
+                plots.split_composition(summary["images_by_site"])),
+        Heading("Patches"),
+        *_montage(release, real, montage_per_class),
+        *_montage(release, synthetic, montage_per_class),
+        *_metrics_blocks(metrics_dir),
+        Heading("Leakage audit"),
+        Table(("check", "value"), tuple(flatten(leakage))) if leakage is not None
+        else Text("No leakage audit was given."),
+        Heading("Params"),
+        Text(f"Sections of params.yaml, except {', '.join(HIDDEN_PARAMS)} (it names raw folders)."),
+        Code(_shown_params(params_file)),
+    ]
+    return blocks
+
+
+def _shown_params(params_file: Path | None) -> str:
+    if params_file is None or not params_file.is_file():
+        return "(no params file given)"
+    params = yaml.safe_load(params_file.read_text()) or {}
+    return yaml.safe_dump({key: value for key, value in params.items() if key not in HIDDEN_PARAMS},
+                          sort_keys=True)
+
+
+def write_card(release: Release, summary: dict, *, leakage: Any = None, metrics_dir: Path | None = None,
+               params_file: Path | None = None, montage_per_class: int = 16) -> None:
+    """Write card.md, card.html and the card's pictures into the release folder."""
+    blocks = card_blocks(release, summary, leakage=leakage, metrics_dir=metrics_dir,
+                         params_file=params_file, montage_per_class=montage_per_class)
+    for block in blocks:
+        if isinstance(block, Picture):
+            write_bytes(release.folder / block.file, block.png)
+    write_text(release.folder / "card.md", render_markdown(blocks))
+    write_text(release.folder / "card.html", render_html(blocks))
