@@ -74,12 +74,7 @@ def ct_dataset(pixels: np.ndarray, *, intercept: float = -1024.0, slope: float =
                patient_id: str = "PAT-0002") -> Dataset:
     """Return a CT dataset of signed 16-bit stored values with a rescale to Hounsfield units."""
     ds = _base(CTImageStorage, "CT", patient_id)
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
+    _set_grey(ds, pixels.shape, bits=16, signed=True, photometric="MONOCHROME2")
     ds.RescaleIntercept = intercept
     ds.RescaleSlope = slope
     ds.PixelSpacing = [0.7, 0.8]
@@ -90,12 +85,7 @@ def ct_dataset(pixels: np.ndarray, *, intercept: float = -1024.0, slope: float =
 def nm_dataset(pixels: np.ndarray, *, monochrome1: bool = False, patient_id: str = "PAT-0003") -> Dataset:
     """Return a scintigraphy (NM) dataset of unsigned 16-bit counts."""
     ds = _base(NM_IMAGE_STORAGE, "NM", patient_id)
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
+    _set_grey(ds, pixels.shape, bits=16, signed=False, photometric="MONOCHROME1" if monochrome1 else "MONOCHROME2")
     ds.PixelData = pixels.astype("<u2").tobytes()
     return ds
 
@@ -103,12 +93,7 @@ def nm_dataset(pixels: np.ndarray, *, monochrome1: bool = False, patient_id: str
 def palette_dataset(indices: np.ndarray, lut: np.ndarray, patient_id: str = "PAT-0004") -> Dataset:
     """Return an 8-bit PALETTE COLOR ultrasound dataset; `lut` is (256, 3) uint16 (16-bit entries)."""
     ds = _base(UltrasoundImageStorage, "US", patient_id)
-    ds.Rows, ds.Columns = indices.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "PALETTE COLOR"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
+    _set_grey(ds, indices.shape, bits=8, signed=False, photometric="PALETTE COLOR")
     for name, channel in zip(("Red", "Green", "Blue"), lut.T):
         setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [256, 0, 16])
         setattr(ds, f"{name}PaletteColorLookupTableData", channel.astype("<u2").tobytes())
@@ -182,6 +167,16 @@ def _base(sop_class: str, modality: str, patient_id: str | None) -> Dataset:
     ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", str(patient_id)])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=["series", str(patient_id), modality])
     return ds
+
+
+def _set_grey(ds: Dataset, shape: tuple[int, int], *, bits: int, signed: bool, photometric: str) -> None:
+    """Set the image pixel module of a one-sample-per-pixel image (pixel data not included)."""
+    ds.Rows, ds.Columns = shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = int(signed)
 
 
 def _set_pixels(ds: Dataset, pixels: np.ndarray, *, rgb: bool, multi: bool) -> None:
