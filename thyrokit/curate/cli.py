@@ -52,3 +52,71 @@ def ingest(raw_dir: Path, out_dir: Path, keys_path: Path, metrics_path: Path | N
                    f"  python -c \"import polars as pl; print(pl.read_parquet('{keys_path}')"
                    f".filter(pl.col('outcome') == 'quarantined'))\"", err=True)
 
+
+@curate.command("roi")
+@click.argument("images_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("nodules_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--pseudo", "pseudo_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Pseudolabel nodules table; used for train images only; skipped if absent.")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write counts of patches per split and label source here as JSON.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(exists=True, dir_okay=False), help="The params file with a 'roi' section.")
+def roi_command(images_path: Path, nodules_path: Path, out_dir: Path, pseudo_path: Path | None,
+                metrics_path: Path | None, params_path: str) -> None:
+    """Cut one square patch and mask per nodule into OUT_DIR, with a montage per class.
+
+    IMAGES_PATH needs `split` filled; NODULES_PATH holds the human labels.
+    """
+    from thyrokit.curate.roi import RoiSpec, build_roi
+
+    params = load_params("roi", params_path)
+    spec = RoiSpec(size=int(params["size"]), context=float(params["context"]),
+                   min_side=int(params.get("min_side", 8)))
+    report = build_roi(images_path, nodules_path, out_dir, spec, pseudo_path,
+                       workers=int(params.get("workers", 0)) or None,
+                       montage_per_class=int(params.get("montage_per_class", 8)))
+    for line in report.problems:
+        click.echo(line, err=True)
+    if metrics_path is not None:
+        write_text(metrics_path, json.dumps(report.counts, indent=2, sort_keys=True) + "\n")
+    click.echo(f"{report.counts['patches']} patches; {report.counts['skipped']} skipped, "
+               f"{report.counts['pseudo_outside_train']} pseudolabels outside train left out")
+
+
+@curate.command("phi-values")
+@click.argument("raw_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("phi_file", type=click.Path(dir_okay=False, path_type=Path))
+def phi_values_command(raw_dir: Path, phi_file: Path) -> None:
+    """Collect the identifying values under RAW_DIR into PHI_FILE (keep it in data/private/)."""
+    from thyrokit.curate.deid.phi_values import collect_phi_values, write_phi_values
+
+    values = collect_phi_values(raw_dir)
+    write_phi_values(values, phi_file)
+    click.echo(f"{len(values)} identifying values collected into {phi_file}")
+
+
+@curate.command("audit")
+@click.argument("out_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--phi", "phi_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The PHI value set written by `thyrokit curate phi-values`.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write counts of files and findings (no values) here as JSON.")
+def audit_command(out_dirs: tuple[Path, ...], phi_file: Path, report_path: Path | None) -> None:
+    """Search every file under OUT_DIRS for raw identifying values; exit 1 naming file and field."""
+    from thyrokit.curate.deid.audit import audit_outputs, ocr_available
+    from thyrokit.curate.deid.phi_values import read_phi_values
+
+    findings = audit_outputs(list(out_dirs), read_phi_values(phi_file))
+    files = sum(1 for root in out_dirs for path in ([root] if root.is_file() else root.rglob("*")) if path.is_file())
+    if report_path:
+        report = {"files": files, "findings": len(findings), "ocr": ocr_available(),
+                  "places": sorted({f"{finding.path}: {finding.field}" for finding in findings})}
+        write_text(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    for finding in findings:
+        click.echo(f"PHI found: {finding}", err=True)
+    ocr = "" if ocr_available() else " (PNG pixels not read: tesseract is not installed)"
+    if findings:
+        raise click.ClickException(f"{len(findings)} place(s) hold identifying values in {files} files{ocr}")
+    click.echo(f"no identifying values found in {files} files{ocr}")
