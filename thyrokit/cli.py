@@ -11,6 +11,7 @@ from thyrokit import __version__
 from thyrokit.annotate.cli import annotate
 from thyrokit.curate.cli import curate
 from thyrokit.pipelines.cli import PIPELINE_COMMANDS
+from thyrokit.synth.cli import synth
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,5 +34,6 @@ def main() -> None:
 
 main.add_command(curate)
 main.add_command(annotate)
+main.add_command(synth)
 for command in PIPELINE_COMMANDS:
     main.add_command(command)

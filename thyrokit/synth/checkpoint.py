@@ -1,0 +1,50 @@
+"""Training checkpoints: model, optimiser and random-generator states, so a run resumes exactly.
+
+A checkpoint records a fingerprint of the config and data it was trained with; a
+checkpoint from another config or other data is never resumed, it is started over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from thyrokit.atomic import write_bytes
+
+
+def fingerprint(config: dict[str, Any], *arrays: np.ndarray) -> str:
+    """Return a hex digest of a JSON-ready config and the training arrays."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike | None, expected: str) -> dict[str, Any] | None:
+    """Return the checkpoint at `path` if it exists and matches fingerprint `expected`, else None."""
+    if path is None or not Path(path).is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != expected:
+        print(f"{path}: checkpoint is from another config or data; training from scratch")
+        return None
+    return state
+
+
+def file_digest(path: str | os.PathLike, length: int = 12) -> str:
+    """Return the first `length` hex digits of a file's SHA-256 (a model's version)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]

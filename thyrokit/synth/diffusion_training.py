@@ -1,0 +1,70 @@
+"""Training the conditional diffusion model: DDPM noise prediction with label dropout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from dvclive import Live
+from tqdm.auto import tqdm
+
+from thyrokit.synth.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from thyrokit.synth.config import DataConfig, DiffusionConfig, to_dict, write_config
+from thyrokit.synth.data import PatchSet, labels_of, num_labels, to_tensor
+from thyrokit.synth.diffusion import (diffusion_loss, drop_labels, make_train_scheduler, make_unet, null_label,
+                                      save_diffusion)
+
+
+def train_diffusion(patches: PatchSet, data_config: DataConfig, config: DiffusionConfig,
+                    out_dir: str | os.PathLike, live_dir: str | os.PathLike, device: torch.device,
+                    checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
+    """Train the class-conditional UNet on `patches`; save it to `out_dir`; return final metrics."""
+    pairs = to_tensor(patches.images, patches.masks)
+    labels = torch.from_numpy(labels_of(patches.rows, data_config.classes))
+    count = len(pairs)
+
+    torch.manual_seed(data_config.seed)
+    unet = make_unet(data_config.size, num_labels(data_config.classes), config).to(device)
+    scheduler = make_train_scheduler(config)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr)
+    batch_rng = torch.Generator().manual_seed(data_config.seed + 1)
+    noise_rng = torch.Generator().manual_seed(data_config.seed + 3)
+
+    key = fingerprint({"data": to_dict(data_config), "diffusion": to_dict(config)},
+                      patches.images, patches.masks, labels.numpy())
+    state = load_checkpoint(checkpoint, key)
+    start = 0
+    if state is not None:
+        unet.load_state_dict(state["unet"])
+        optimizer.load_state_dict(state["optimizer"])
+        batch_rng.set_state(state["rngs"][0])
+        noise_rng.set_state(state["rngs"][1])
+        start = state["step"]
+
+    loss = float("nan")
+    with Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None) as live:
+        for step in tqdm(range(start, config.steps), desc="diffusion", initial=start, total=config.steps,
+                         disable=None):
+            unet.train()
+            index = torch.randint(0, count, (config.batch_size,), generator=batch_rng)
+            batch_labels = drop_labels(labels[index], null_label(unet), config.label_dropout, batch_rng)
+            batch_loss = diffusion_loss(unet, scheduler, pairs[index].to(device), batch_labels.to(device), noise_rng)
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            optimizer.step()
+
+            done, loss = step + 1, batch_loss.item()
+            if done % config.log_every == 0 or done == config.steps:
+                live.step = done
+                live.log_metric("diffusion/loss", loss)
+                live.next_step()
+            if checkpoint is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+                save_checkpoint(checkpoint, {
+                    "fingerprint": key, "step": done, "unet": unet.state_dict(),
+                    "optimizer": optimizer.state_dict(), "rngs": [batch_rng.get_state(), noise_rng.get_state()],
+                })
+
+    save_diffusion(out_dir, unet.to("cpu"), scheduler)
+    write_config(Path(out_dir) / "config.json", data=data_config, diffusion=config)
+    return {"steps": config.steps, "loss": loss}
