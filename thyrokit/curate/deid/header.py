@@ -184,7 +184,19 @@ def _clean_dataset(ds: Dataset, context: _Context, path: str) -> Dataset:
             out[tag] = cleaned
     for creator in kept_creators:
         out[creator] = ds[creator]
+    _clean_local_code_meaning(out, context, path)
     return out
+
+
+def _clean_local_code_meaning(item: Dataset, context: _Context, path: str) -> None:
+    """Reduce the meaning of a locally defined code (scheme 99*) to safe words: it is free text."""
+    if "CodeMeaning" not in item:
+        return
+    scheme = str(item.get("CodingSchemeDesignator", "") or "")
+    if scheme and not scheme.startswith("99"):
+        return  # a standard scheme's meaning is its published text
+    item.CodeMeaning = clean_descriptor(str(item.CodeMeaning), context.descriptor_words) or "UNSPECIFIED"
+    context.audit.record(path + "CodeMeaning", "C")
 
 
 def _keep_private(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> bool:
