@@ -122,23 +122,35 @@ def near_duplicates(images: pl.DataFrame, max_distance: int) -> pl.DataFrame:
         .group_by("hash", "split", maintain_order=True)
         .agg(pl.col("image_id").first(), pl.col("patient_id").first(), pl.len().alias("n_images"))
         .with_columns(pl.col("split").replace_strict(split_code, return_dtype=pl.Int8()).alias("code"))
+        .with_row_index("row")
     )
+    compact = hashed.select("row", "hash", "code")
+    codes = sorted(compact.get_column("code").unique().to_list())
     pairs = []
     for mask in block_masks(max_distance, hashed.height):
-        keyed = hashed.with_columns((pl.col("hash") & pl.lit(mask, dtype=pl.UInt64())).alias("key"))
-        pairs.append(
-            keyed.join(keyed, on="key", suffix="_other")
-            .filter(pl.col("code") < pl.col("code_other"))
-            .with_columns((pl.col("hash") ^ pl.col("hash_other")).bitwise_count_ones().alias("distance"))
-            .filter(pl.col("distance") <= max_distance)
-            .select("image_id", "split", "patient_id", "n_images",
-                    pl.col("image_id_other").alias("other_image_id"),
-                    pl.col("split_other").alias("other_split"),
-                    pl.col("patient_id_other").alias("other_patient_id"),
-                    pl.col("n_images_other").alias("other_n_images"),
-                    pl.col("distance").cast(pl.Int8()))
-        )
-    return pl.concat(pairs).unique().sort("image_id", "other_image_id")
+        keyed = compact.with_columns((pl.col("hash") & pl.lit(mask, dtype=pl.UInt64())).alias("key"))
+        # Joining each split with the later ones only never pairs a hash with itself or its own split.
+        for code in codes[:-1]:
+            pairs.append(
+                keyed.filter(pl.col("code") == code)
+                .join(keyed.filter(pl.col("code") > code), on="key", suffix="_other")
+                .with_columns((pl.col("hash") ^ pl.col("hash_other")).bitwise_count_ones().alias("distance"))
+                .filter(pl.col("distance") <= max_distance)
+                .select("row", "row_other", pl.col("distance").cast(pl.Int8()))
+            )
+    named = hashed.select("row", "image_id", "split", "patient_id", "n_images")
+    return (
+        pl.concat(pairs).unique()
+        .join(named, on="row")
+        .join(named.rename(lambda name: f"{name}_other"), on="row_other")
+        .select("image_id", "split", "patient_id", "n_images",
+                pl.col("image_id_other").alias("other_image_id"),
+                pl.col("split_other").alias("other_split"),
+                pl.col("patient_id_other").alias("other_patient_id"),
+                pl.col("n_images_other").alias("other_n_images"),
+                "distance")
+        .sort("image_id", "other_image_id")
+    )
 
 
 def _empty_pairs() -> pl.DataFrame:
