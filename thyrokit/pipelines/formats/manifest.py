@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from tqdm.auto import tqdm
 
 from thyrokit.atomic import write_bytes
-from thyrokit.contract import (LABEL_SOURCES, NODULES, PATCHES, PATHOLOGIES, SPLITS, TableSpec,
+from thyrokit.contract import (IMAGES, LABEL_SOURCES, NODULES, PATCHES, PATHOLOGIES, SPLITS, TableSpec,
                                write_table)
 from thyrokit.pixels import ShardWriter, decode_png, encode_png, iter_shard
 
@@ -36,24 +37,14 @@ TRAIN_ONLY_SOURCES = ("pseudo", "synthetic")
 # Category order of every format (COCO ids 1.., YOLO ids 0.., loader labels 0..).
 CLASS_NAMES = PATHOLOGIES
 
+# Columns the manifest takes from the images table as they are.
+IMAGE_COLUMNS = ("image_id", "patient_id", "study_id", "series_id", "site", "device", "modality", "frame",
+                 "n_frames", "width", "height", "channels", "spacing_mm", "split", "fold")
+
 MANIFEST = TableSpec(
     name="manifest",
     schema={
-        "image_id": pl.String(),
-        "patient_id": pl.String(),
-        "study_id": pl.String(),
-        "series_id": pl.String(),
-        "site": pl.String(),
-        "device": pl.String(),
-        "modality": pl.String(),
-        "frame": pl.Int32(),
-        "n_frames": pl.Int32(),
-        "width": pl.Int32(),
-        "height": pl.Int32(),
-        "channels": pl.Int8(),
-        "spacing_mm": pl.List(pl.Float64()),
-        "split": pl.String(),
-        "fold": pl.Int8(),
+        **{name: IMAGES.schema[name] for name in IMAGE_COLUMNS},
         # Where the image's labels came from (human, or pseudo on train only); null = unlabelled.
         "label_source": pl.String(),
         # Malignant if any nodule is, else benign if any is, else unknown; null = unlabelled.
@@ -178,7 +169,8 @@ def copy_pixels(frame: pl.DataFrame, key: str, column: str, out_dir: str | os.Pa
     """
     where: dict[str, str] = {}
     with ShardWriter(Path(out_dir) / PIXELS, prefix, max_bytes) as writer:
-        for name, png in iter_pngs(frame, key, column):
+        for name, png in tqdm(iter_pngs(frame, key, column), total=frame.height, desc=f"export {prefix}",
+                              unit="item", disable=None):
             where[name] = f"{PIXELS}/{writer.add(name, png)}"
     return frame.with_columns(
         pl.col(key).replace_strict(where, default=None, return_dtype=pl.String()).alias(column))
@@ -258,7 +250,7 @@ def write_release(images: pl.DataFrame, nodules: pl.DataFrame, patches: pl.DataF
 def write_pngs(pairs: Iterable[tuple[str, bytes]], destination: dict[str, Path]) -> int:
     """Write each (key, png) to ``destination[key]``; return how many were written."""
     count = 0
-    for key, png in pairs:
+    for key, png in tqdm(pairs, total=len(destination), desc="export files", unit="file", disable=None):
         write_bytes(destination[key], png)
         count += 1
     return count
