@@ -75,7 +75,7 @@ def adversarial_dataset(study_uid: str | None = None, sop_uid: str | None = None
     region.PhysicalDeltaX, region.PhysicalDeltaY = 0.01, 0.01
     ds.SequenceOfUltrasoundRegions = Sequence([region])
     icon = Dataset()
-    icon.Rows, icon.Columns, icon.PixelData = 2, 2, b"JANE"
+    icon.Rows, icon.Columns, icon.BitsAllocated, icon.PixelData = 2, 2, 8, b"JANE"
     ds.IconImageSequence = Sequence([icon])
     ds.add_new(0x60000010, "US", 8)
     ds.add_new(0x60003000, "OW", b"Doe^Jane^Q\x00\x00")

@@ -65,11 +65,16 @@ def audit_outputs(roots: list[str | os.PathLike], values: dict[str, str]) -> lis
         root = Path(root)
         paths = [root] if root.is_file() else sorted(root.rglob("*"))
         for path in paths:
-            shown = path.as_posix()
+            shown = safe_path(path, matcher)
             findings += [Finding(shown, "file name", kind) for kind in matcher.kinds(path.name)]
             if path.is_file():
                 findings += [Finding(shown, field, kind) for field, kind in _scan_file(path, matcher)]
     return findings
+
+
+def safe_path(path: Path, matcher: PhiMatcher) -> str:
+    """Return `path` for printing, each name that holds an identifying value withheld."""
+    return "/".join("<name withheld>" if matcher.kinds(part) else part for part in path.parts)
 
 
 def _scan_file(path: Path, matcher: PhiMatcher) -> Iterator[tuple[str, str]]:
