@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,15 +117,22 @@ def test_image_without_pixels_is_left_out_not_fatal(exported, tmp_path, caplog):
     assert "img-ghost: no pixels" in caplog.text
 
 
-def test_command_writes_the_release(exported, tmp_path):
-    paths, release, _ = exported
+def test_command_writes_the_release_and_its_metrics(exported, tmp_path):
+    paths, _, _ = exported
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"export": {"formats": ["coco", "yolo"], "nnunet_dataset_id": 7}}))
-    options = [arg for name, path in paths.items() for arg in (f"--{name}", str(path))]
-    result = CliRunner().invoke(main, ["export", *options, "--params", str(params), str(tmp_path / "out")])
+    metrics = shutil.copytree(paths["metrics-dir"], tmp_path / "metrics")
+    (metrics / "export.json").write_text('{"from": "an earlier run"}')
+    options = [arg for name, path in dict(paths, **{"metrics-dir": metrics}).items()
+               for arg in (f"--{name}", str(path))]
+    arguments = ["export", *options, "--metrics", str(metrics / "export.json"), "--params", str(params)]
+    result = CliRunner().invoke(main, [*arguments, str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "15 images" in result.output and "formats coco, yolo" in result.output
     assert (tmp_path / "out" / "coco" / "train.json").is_file() and not (tmp_path / "out" / "nnunet").exists()
+    assert (metrics / "export.json").read_bytes() == (tmp_path / "out" / "summary.json").read_bytes()
+    card = (tmp_path / "out" / "card.md").read_text()
+    assert "### prelabel" in card and "### export" not in card and "earlier run" not in card
 
 
 def test_command_names_an_unknown_format(exported, tmp_path):

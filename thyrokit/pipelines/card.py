@@ -2,7 +2,7 @@
 
 Counts per split, site, device and class; class balance before and after synthesis;
 montages of real and synthetic patches; the de-identification, labelling and
-generator metrics found under ``data/metrics/``; the leakage audit; the params and
+generator metrics of the stages (``data/metrics/*.json``); the leakage audit; the params and
 the git and DVC revisions it was built from. Pictures are PNGs beside the card
 (``card/*.png``) and embedded in the HTML, so both read offline. Revisions are the
 only thing that changes between two builds of the same data, and they live here only.
@@ -171,9 +171,8 @@ def _montage(release: Release, patches: pl.DataFrame, count: int) -> list[Pictur
     return pictures
 
 
-def _metrics_blocks(metrics_dir: Path | None) -> list[Block]:
+def _metrics_blocks(files: list[Path]) -> list[Block]:
     blocks: list[Block] = [Heading("De-identification")]
-    files = sorted(metrics_dir.glob("*.json")) if metrics_dir and metrics_dir.is_dir() else []
     ingest = [path for path in files if path.stem == "ingest"]
     blocks.append(_json_table(ingest[0]) if ingest else Text("No ingest metrics were found."))
     blocks.append(Heading("Labelling, pre-label, pseudolabel and generator metrics"))
@@ -192,7 +191,7 @@ def _json_table(path: Path) -> Block:
         return Text(f"{path.name} could not be read: {type(error).__name__}")
 
 
-def card_blocks(release: Release, summary: dict, *, leakage: Any = None, metrics_dir: Path | None = None,
+def card_blocks(release: Release, summary: dict, *, leakage: Any = None, metrics_files: tuple[Path, ...] = (),
                 params_file: Path | None = None, montage_per_class: int = 16) -> list[Block]:
     """Return the card's content."""
     classes = (*PATHOLOGIES, "unlabelled")
@@ -229,7 +228,7 @@ def card_blocks(release: Release, summary: dict, *, leakage: Any = None, metrics
         Heading("Patches"),
         *_montage(release, real, montage_per_class),
         *_montage(release, synthetic, montage_per_class),
-        *_metrics_blocks(metrics_dir),
+        *_metrics_blocks(sorted(metrics_files)),
         Heading("Leakage audit"),
         Table(("check", "value"), tuple(flatten(leakage))) if leakage is not None
         else Text("No leakage audit was given."),
@@ -248,10 +247,10 @@ def _shown_params(params_file: Path | None) -> str:
                           sort_keys=True)
 
 
-def write_card(release: Release, summary: dict, *, leakage: Any = None, metrics_dir: Path | None = None,
+def write_card(release: Release, summary: dict, *, leakage: Any = None, metrics_files: tuple[Path, ...] = (),
                params_file: Path | None = None, montage_per_class: int = 16) -> None:
     """Write card.md, card.html and the card's pictures into the release folder."""
-    blocks = card_blocks(release, summary, leakage=leakage, metrics_dir=metrics_dir,
+    blocks = card_blocks(release, summary, leakage=leakage, metrics_files=metrics_files,
                          params_file=params_file, montage_per_class=montage_per_class)
     for block in blocks:
         if isinstance(block, Picture):

@@ -84,6 +84,9 @@ class ExportInputs:
     leakage: Path | None = None
     metrics_dir: Path | None = None
     params_file: Path | None = None
+    # Where to write the summary again for `dvc metrics` (outside the release: DVC forbids a
+    # metrics file inside a tracked output folder); never read back into the card.
+    metrics_out: Path | None = None
 
 
 def _format_writers(params: ExportParams, splits_final: list | None) -> dict[str, Callable[[Release], int]]:
@@ -123,6 +126,15 @@ def read_json(path: Path | None) -> Any:
     if path is None or not path.is_file():
         return None
     return json.loads(path.read_text())
+
+
+def stage_metrics(inputs: ExportInputs) -> tuple[Path, ...]:
+    """Return the other stages' metrics JSONs in the metrics folder (not this stage's own)."""
+    folder = inputs.metrics_dir
+    if folder is None or not folder.is_dir():
+        return ()
+    own = inputs.metrics_out.resolve() if inputs.metrics_out else None
+    return tuple(path for path in sorted(folder.glob("*.json")) if path.resolve() != own)
 
 
 def count_by(frame: pl.DataFrame, column: str, keys: tuple[str, ...]) -> dict[str, int]:
@@ -183,7 +195,9 @@ def export_release(inputs: ExportInputs, out_dir: str | os.PathLike, params: Exp
             log.info("export: %s: %d item(s)", name, written)
     summary = summarise(release)
     write_json(out_dir / SUMMARY, summary)
-    write_card(release, summary, leakage=read_json(inputs.leakage), metrics_dir=inputs.metrics_dir,
+    if inputs.metrics_out is not None:
+        write_json(inputs.metrics_out, summary)
+    write_card(release, summary, leakage=read_json(inputs.leakage), metrics_files=stage_metrics(inputs),
                params_file=inputs.params_file, montage_per_class=params.montage_per_class)
     return summary
 
@@ -205,10 +219,13 @@ def export_release(inputs: ExportInputs, out_dir: str | os.PathLike, params: Exp
 @click.option("--leakage", "leakage_path", type=EXISTING_FILE, help="The split stage's leakage.json.")
 @click.option("--metrics-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of stage metrics JSONs to show in the dataset card (data/metrics).")
+@click.option("--metrics", "metrics_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the release's counts here, for `dvc metrics` (data/metrics/export.json).")
 @click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, type=EXISTING_FILE)
 def export_command(out_dir: Path, images_path: Path, nodules_path: Path, patches_path: Path,
                    synthetic_path: Path | None, pseudo_path: Path | None, splits_final_path: Path | None,
-                   leakage_path: Path | None, metrics_dir: Path | None, params_path: Path) -> None:
+                   leakage_path: Path | None, metrics_dir: Path | None, metrics_out: Path | None,
+                   params_path: Path) -> None:
     """Write the release into OUT_DIR: manifest and shards, the formats in export.formats,
     summary.json and the dataset card (card.md, card.html)."""
     try:
@@ -216,7 +233,7 @@ def export_command(out_dir: Path, images_path: Path, nodules_path: Path, patches
     except (KeyError, TypeError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     inputs = ExportInputs(images_path, nodules_path, patches_path, synthetic_path, pseudo_path,
-                          splits_final_path, leakage_path, metrics_dir, params_path)
+                          splits_final_path, leakage_path, metrics_dir, params_path, metrics_out)
     try:
         summary = export_release(inputs, out_dir, params)
     except (ContractError, ValueError) as error:
