@@ -19,8 +19,14 @@ import torch
 from thyrokit.atomic import write_bytes
 
 
+# Settings that may change between a run and its resumption: more steps extend a run.
+SCHEDULE_KEYS = ("steps", "checkpoint_every", "log_every")
+
+
 def fingerprint(config: dict[str, Any], *arrays: np.ndarray) -> str:
-    """Return a hex digest of a JSON-ready config and the training arrays."""
+    """Return a hex digest of a JSON-ready config (less its schedule keys) and the training arrays."""
+    config = {name: {k: v for k, v in part.items() if k not in SCHEDULE_KEYS} if isinstance(part, dict) else part
+              for name, part in config.items()}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())

@@ -6,8 +6,10 @@ and write outputs; dvc.yaml lists their deps, params and outs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from thyrokit.atomic import write_text
+from thyrokit.contract import ContractError
 from thyrokit.device import pick_device
 from thyrokit.params import load_params
 from thyrokit.synth.config import (DataConfig, DiffusionConfig, EncoderConfig, EvalConfig, GanConfig, SampleConfig,
@@ -37,6 +40,17 @@ PARAMS = click.option("--params", "params_path", default="params.yaml", show_def
 def read_section(params_path: Path, key: str, cls: type) -> Any:
     """Return config `cls` built from ``synth.<key>`` of the params file."""
     return from_params(cls, load_params("synth", params_path).get(key), f"synth.{key}")
+
+
+def one_line_errors(command: Callable) -> Callable:
+    """Report bad input (a contract or config problem) as one line, not a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ContractError, ValueError, KeyError, FileNotFoundError) as error:
+            raise click.ClickException(str(error)) from None
+    return wrapper
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
@@ -82,6 +96,7 @@ def synth() -> None:
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Checkpoint file to resume from and save to (kept between runs).")
 @PARAMS
+@one_line_errors
 def train(kind: str, patches: Path, out_dir: Path, plots_dir: Path, metrics: Path, checkpoint: Path | None,
           params_path: Path) -> None:
     """Train KIND (encoder, gan or diffusion) on the train-split patches of PATCHES into OUT_DIR."""
@@ -113,6 +128,7 @@ def train(kind: str, patches: Path, out_dir: Path, plots_dir: Path, metrics: Pat
 @click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON file for per-class counts and memorisation-gate figures.")
 @PARAMS
+@one_line_errors
 def sample(patches: Path, models: Path, out_dir: Path, metrics: Path, params_path: Path) -> None:
     """Generate each class's deficit so the train split of PATCHES is balanced; write OUT_DIR.
 
@@ -141,6 +157,7 @@ def sample(patches: Path, models: Path, out_dir: Path, metrics: Path, params_pat
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the utility plot.")
 @PARAMS
+@one_line_errors
 def evaluate(patches: Path, models: Path, metrics: Path, plots_dir: Path, params_path: Path) -> None:
     """Measure fidelity, memorisation and utility of each generator in MODELS against PATCHES."""
     config = read_section(params_path, "eval", EvalConfig)

@@ -34,7 +34,7 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     """Return the Frechet distance between Gaussians fitted to two (N, D) feature sets."""
     mu_real, mu_fake = real.mean(axis=0), fake.mean(axis=0)
     cov_real, cov_fake = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    root, _ = linalg.sqrtm(cov_real @ cov_fake, disp=False)
+    root = linalg.sqrtm(cov_real @ cov_fake)
     if not np.isfinite(root).all():
         # A near-singular product: nudge both covariances, as the reference implementation does.
         offset = np.eye(len(cov_real)) * 1e-6
