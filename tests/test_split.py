@@ -245,3 +245,38 @@ def test_split_command_fails_naming_the_study_that_leaks(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "study in two splits" in result.output and train in result.output
     assert json.loads((tmp_path / "out" / "leakage.json").read_text())["checks"]["study_in_two_splits"]["count"] == 1
+
+
+@pytest.mark.slow
+def test_dvc_repro_keeps_the_persisted_assignment_across_two_dataset_versions(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(*args: str) -> None:
+        subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)
+
+    thyrokit = Path(sys.executable).parent / "thyrokit"
+    run("git", "init", "-q")
+    run(sys.executable, "-m", "dvc", "init", "-q")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  split:\n"
+        f"    cmd: {thyrokit} split ingest/images.parquet labels/nodules.parquet out"
+        " --assignment splits/assignment.parquet --metrics metrics/split.json\n"
+        "    deps: [ingest/images.parquet, labels/nodules.parquet]\n"
+        "    params: [split]\n"
+        "    outs:\n      - out\n      - splits/assignment.parquet:\n          persist: true\n"
+        "    metrics:\n      - metrics/split.json:\n          cache: false\n"
+    )
+    images, nodules = make_dataset(0, 80)
+    write_inputs(tmp_path, images, nodules)
+    run(sys.executable, "-m", "dvc", "repro", "-q")
+    first = read_table(tmp_path / "splits" / "assignment.parquet", ASSIGNMENT)
+
+    more_images, more_nodules = make_dataset(80, 80)
+    write_inputs(tmp_path, pl.concat([images, more_images]), pl.concat([nodules, more_nodules]))
+    run(sys.executable, "-m", "dvc", "repro", "-q")
+    second = read_table(tmp_path / "splits" / "assignment.parquet", ASSIGNMENT)
+    assert second.height == 160
+    assert second.join(first, on="patient_id", how="semi").equals(first)
+    assert json.loads((tmp_path / "metrics" / "split.json").read_text())["patients_kept"] == 80
