@@ -1,0 +1,121 @@
+"""Labels needed to reach a target Dice: annotating in uncertainty order vs random order.
+
+An annotator is simulated by the synthetic set's ground truth: each round trains the
+pre-label model from scratch on the images labelled so far, scores validation Dice,
+and "labels" the next batch, either the pool images the model is least sure of
+(thyrokit's annotation order) or a random batch. Images vary in contrast, so some are
+clear and some ambiguous, as in real ultrasound.
+
+    python benchmarks/active_learning.py --target 0.8 --out data/plots/active_learning.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from thyrokit.annotate.model.config import ModelConfig
+from thyrokit.annotate.model.dataset import Examples
+from thyrokit.annotate.model.evaluate import evaluate
+from thyrokit.annotate.model.predict import predict
+from thyrokit.annotate.model.synthetic import blob_image
+from thyrokit.annotate.model.train import train_supervised
+from thyrokit.device import pick_device
+
+
+def varied_blobs(count: int, size: int, seed: int) -> Examples:
+    """Blob images whose contrast ranges from barely visible to clear, with ground truth."""
+    rng = np.random.default_rng(seed)
+    images, masks, malignant = [], [], []
+    for _ in range(count):
+        image, mask, is_malignant = blob_image(size, rng, contrast=rng.uniform(0.1, 0.5))
+        images.append(image)
+        masks.append(mask > 0)
+        malignant.append(float(is_malignant))
+    return Examples([f"img{i:04d}" for i in range(count)], torch.from_numpy(np.stack(images))[:, None],
+                    torch.from_numpy(np.stack(masks).astype(np.uint8))[:, None],
+                    torch.tensor(malignant, dtype=torch.float32))
+
+
+def learning_curve(strategy: str, pool: Examples, validation: Examples, config: ModelConfig,
+                   start: int, batch: int, rounds: int, device: torch.device) -> list[tuple[int, float]]:
+    """Validation Dice after each round of labelling `batch` more images in `strategy` order."""
+    rng = np.random.default_rng(config.seed)
+    labelled = [int(i) for i in rng.choice(len(pool), start, replace=False)]
+    curve = []
+    for _ in range(rounds + 1):
+        model = train_supervised(config, pool.subset(sorted(labelled)), device)
+        scores = evaluate(predict(model, validation, device, mc_samples=1), validation, config.threshold)
+        curve.append((len(labelled), scores["dice"]))
+        rest = [i for i in range(len(pool)) if i not in set(labelled)]
+        if strategy == "uncertainty":
+            unsure = predict(model, pool.subset(rest).unlabelled(), device, config.mc_samples).uncertainty
+            chosen = [rest[i] for i in np.argsort(-unsure, kind="stable")[:batch]]
+        else:
+            chosen = [int(i) for i in rng.choice(rest, batch, replace=False)]
+        labelled += chosen
+    return curve
+
+
+def labels_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+    """The fewest labels at which the curve reaches `target` Dice, or None."""
+    return next((labels for labels, score in curve if score >= target), None)
+
+
+def plot(curves: dict[str, list[tuple[int, float]]], target: float, path: Path) -> None:
+    """Save the learning curves of each strategy as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        axes.plot(*zip(*curve), marker="o", label=name)
+    axes.axhline(target, color="grey", linestyle="--", label=f"target Dice {target}")
+    axes.set(xlabel="labelled images", ylabel="validation Dice", title="Active learning: labels vs Dice")
+    axes.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
+@click.command()
+@click.option("--pool", "pool_size", default=160, show_default=True, help="unlabelled pool images")
+@click.option("--validation", "validation_size", default=48, show_default=True)
+@click.option("--start", default=4, show_default=True, help="labels before the first round")
+@click.option("--batch", default=4, show_default=True, help="labels added per round")
+@click.option("--rounds", default=6, show_default=True)
+@click.option("--target", default=0.7, show_default=True, help="validation Dice to reach")
+@click.option("--steps", default=200, show_default=True, help="training steps per round")
+@click.option("--repeats", default=2, show_default=True, help="seeds averaged")
+@click.option("--out", default="benchmarks/out/active_learning.png", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path))
+def main(pool_size: int, validation_size: int, start: int, batch: int, rounds: int, target: float,
+         steps: int, repeats: int, out: Path) -> None:
+    """Print labels-to-target for uncertainty vs random order and save the curves."""
+    torch.set_num_threads(1)
+    device = pick_device()
+    curves: dict[str, list[list[tuple[int, float]]]] = {"uncertainty": [], "random": []}
+    for seed in range(repeats):
+        config = ModelConfig(size=32, channels=8, depth=2, steps=steps, batch_size=8, seed=seed, mc_samples=4)
+        pool, validation = varied_blobs(pool_size, 32, 100 + seed), varied_blobs(validation_size, 32, 900 + seed)
+        for strategy in curves:
+            curves[strategy].append(learning_curve(strategy, pool, validation, config, start, batch, rounds, device))
+    mean = {name: [(runs[0][i][0], float(np.mean([run[i][1] for run in runs]))) for i in range(rounds + 1)]
+            for name, runs in curves.items()}
+    click.echo(f"device {device}; mean validation Dice over {repeats} seed(s)")
+    click.echo("labels  " + "  ".join(f"{name:>11}" for name in mean))
+    for i in range(rounds + 1):
+        click.echo(f"{mean['random'][i][0]:>6}  " + "  ".join(f"{mean[name][i][1]:>11.3f}" for name in mean))
+    for name, curve in mean.items():
+        needed = labels_to_reach(curve, target)
+        click.echo(f"labels to reach Dice {target} in {name} order: {needed if needed else 'not reached'}")
+    plot(mean, target, out)
+    click.echo(f"curves: {out}")
+
+
+if __name__ == "__main__":
+    main()
