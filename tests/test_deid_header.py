@@ -111,7 +111,7 @@ def test_damaged_or_unsupported_files_are_quarantined_with_phi_free_reason(damag
     if damage == "truncated":
         ds.PixelData = ds.PixelData[:10]
     elif damage == "wrong_vr":
-        ds.add_new(0x00181030, "US", 7)  # ProtocolName is LO
+        ds.add_new(0x00080070, "US", 7)  # Manufacturer (kept) is LO
     elif damage == "huge_private":
         ds.add_new(0x00291003, "OB", b"\x00" * 1024)
     elif damage == "report":

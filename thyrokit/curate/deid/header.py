@@ -216,7 +216,7 @@ def _keep_private(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> bo
     return False
 
 
-def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> DataElement | None:
+def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> DataElement | RawDataElement | None:
     """Return the de-identified element at `tag` of `ds`, or None if it is removed."""
     group = tag.group
     if group in (0x0000, 0x0002) or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
@@ -228,21 +228,22 @@ def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> D
         return None
     keyword = keyword_for_tag(tag)
     where = path + keyword
+    raw = ds.get_item(tag)
+    vr = raw.VR or dictionary_VR(tag)  # implicit VR files leave the VR to the dictionary
+    listed = context.table.get(int(tag))
+    action = listed[1] if listed else _unlisted_action(keyword, vr, context.options)
+    if action == "X" or vr == "UN":  # UN: a value of unknown type cannot be checked
+        context.audit.record(where, "X")
+        return None
+    _check_vr(tag, vr, keyword)
+    if listed or action != "K":
+        context.audit.record(where, action)
+    if action == "K" and vr != "SQ":
+        return raw  # kept as read: no need to decode it
     try:
         element = ds[tag]
     except Exception:  # pydicom raises many types for undecodable values
         raise MalformedElementError(f"element {keyword} {tag} cannot be decoded") from None
-    listed = context.table.get(int(tag))
-    action = listed[1] if listed else _unlisted_action(keyword, element.VR, context.options)
-    if action == "X":
-        context.audit.record(where, "X")
-        return None
-    if element.VR == "UN":
-        context.audit.record(where, "X")  # value of unknown type: cannot be checked
-        return None
-    _check_vr(element, keyword)
-    if listed or action != "K":
-        context.audit.record(where, action)
     if element.VR == "SQ":
         return _clean_sequence(element, action, context, where)
     if element.VR in BINARY_VRS or element.value is None or element.value == "":
@@ -260,13 +261,10 @@ def _unlisted_action(keyword: str, vr: str, options: DeidOptions) -> str:
     return "K"
 
 
-def _check_vr(element: DataElement, keyword: str) -> None:
-    try:
-        expected = dictionary_VR(element.tag)
-    except KeyError:
-        return
-    if element.VR != expected and element.VR not in expected.split(" or "):
-        raise MalformedElementError(f"element {keyword} has VR {element.VR}, the standard says {expected}")
+def _check_vr(tag: BaseTag, vr: str, keyword: str) -> None:
+    expected = dictionary_VR(tag)
+    if vr != expected and vr not in expected.split(" or "):
+        raise MalformedElementError(f"element {keyword} has VR {vr}, the standard says {expected}")
 
 
 def _clean_sequence(element: DataElement, action: str, context: _Context, where: str) -> DataElement:
