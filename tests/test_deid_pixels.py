@@ -8,7 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from thyrokit.curate.deid import DeidOptions, deidentify_dataset, redact_burned_in_text, redact_frames
+from thyrokit.curate.deid import (BurnedInTextError, DeidOptions, deidentify_dataset, redact_burned_in_text,
+                                  redact_frames, require_scan_area)
 from thyrokit.curate.deid.dicom_output import shift_ultrasound_regions, write_deidentified_dicom
 from thyrokit.curate.deid.synthetic import redaction_scores, synthetic_frame
 
@@ -74,3 +75,11 @@ def test_written_dicom_reads_back_with_redacted_pixels(tmp_path):
     assert "113101" in [item.CodeValue for item in back.DeidentificationMethodCodeSequence]
     assert audit.to_dict()["redacted"]["0"] == [list(box) for box in boxes]
     assert b"Doe" not in path.read_bytes()
+
+
+def test_burned_in_text_without_a_scan_area_is_quarantined():
+    whole = np.ones((20, 30), dtype=bool)
+    with pytest.raises(BurnedInTextError, match="BurnedInAnnotation"):
+        require_scan_area("YES", whole)
+    require_scan_area("NO", whole)
+    require_scan_area("YES", synthetic_frame(1).keep_mask)

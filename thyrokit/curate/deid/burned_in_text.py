@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from thyrokit.curate.deid.errors import BurnedInTextError
+
 Box = tuple[int, int, int, int]
 
 TOPHAT_SIZE = 9          # wider than any stroke, narrower than tissue structures
@@ -172,3 +174,11 @@ def redact_frames(frames: np.ndarray, keep_mask: np.ndarray) -> tuple[np.ndarray
     keep = keep_mask.astype(bool)
     boxes = sorted({box for frame in frames for box in detect_text_boxes(frame, keep)}, key=lambda b: (b[1], b[0]))
     return np.stack([mask_boxes(frame, keep, boxes) for frame in frames]), boxes
+
+
+def require_scan_area(burned_in_annotation: str | None, keep_mask: np.ndarray) -> None:
+    """Raise BurnedInTextError if the header says text is burned in but no scan area bounds the image."""
+    if str(burned_in_annotation or "").strip().upper() == "YES" and keep_mask.astype(bool).all():
+        raise BurnedInTextError(
+            "BurnedInAnnotation is YES and neither ultrasound regions nor a scan area were found: "
+            "the burned-in text cannot be located")
