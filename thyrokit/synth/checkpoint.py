@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,27 @@ def load_checkpoint(path: str | os.PathLike | None, expected: str) -> dict[str, 
         print(f"{path}: checkpoint is from another config or data; training from scratch")
         return None
     return state
+
+
+def snapshot(key: str, step: int, parts: Mapping[str, Any], rngs: Sequence[torch.Generator],
+             **extra: Any) -> dict[str, Any]:
+    """Return a checkpoint of `parts` (modules, optimisers: anything with ``state_dict``) and `rngs`."""
+    return {"fingerprint": key, "step": step, "parts": {name: part.state_dict() for name, part in parts.items()},
+            "rngs": [rng.get_state() for rng in rngs], **extra}
+
+
+def restore(state: dict[str, Any], parts: Mapping[str, Any], rngs: Sequence[torch.Generator]) -> int:
+    """Load a :func:`snapshot` back into `parts` and `rngs`; return the step it was taken at."""
+    for name, part in parts.items():
+        part.load_state_dict(state["parts"][name])
+    for rng, saved in zip(rngs, state["rngs"]):
+        rng.set_state(saved)
+    return state["step"]
+
+
+def is_due(done: int, every: int, last: int) -> bool:
+    """Return whether step `done` (1-based) is a multiple of `every` or the last of `last` steps."""
+    return done % every == 0 or done == last
 
 
 def file_digest(path: str | os.PathLike, length: int = 12) -> str:

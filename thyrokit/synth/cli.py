@@ -71,12 +71,16 @@ def diffusion_knobs(params_path: Path) -> dict[str, Any]:
     return {"inference_steps": config.inference_steps, "guidance_scale": config.guidance_scale}
 
 
-def load_generators(names: tuple[str, ...], models: Path, device: torch.device, params_path: Path) -> dict:
-    """Load the named generators from ``<models>/<name>``."""
+def load_generators(names: tuple[str, ...], models: Path, device: torch.device, params_path: Path,
+                    data_config: DataConfig) -> dict:
+    """Load the named generators from ``<models>/<name>``; each must be trained on `data_config`'s data."""
     generators = {}
     for name in names:
         knobs = diffusion_knobs(params_path) if name == "diffusion" else {}
         generators[name] = load_generator(name, models / name, device, **knobs)
+        if generators[name].data != data_config:
+            raise ValueError(f"{models / name}: trained with {generators[name].data}, but params say "
+                             f"{data_config}; re-run `thyrokit synth train {name}`")
     return generators
 
 
@@ -137,7 +141,7 @@ def sample(patches: Path, models: Path, out_dir: Path, metrics: Path, params_pat
     config = read_section(params_path, "sample", SampleConfig)
     data_config = read_section(params_path, "data", DataConfig)
     device = pick_device()
-    generators = load_generators(config.generators, models, device, params_path)
+    generators = load_generators(config.generators, models, device, params_path, data_config)
     encoder = load_encoder(models / ENCODER_FOLDER, read_config(models / ENCODER_FOLDER / "config.json",
                                                                 "encoder", EncoderConfig), device)
     train_set = load_training_patches(patches, data_config)
@@ -176,7 +180,7 @@ def evaluate(patches: Path, models: Path, metrics: Path, plots_dir: Path, params
     real_scores = train_and_score(train_set.images, real_classes, held_out, classifier_config, data_config.seed,
                                   device, "real only")
     results = {}
-    for name, generator in load_generators(config.generators, models, device, params_path).items():
+    for name, generator in load_generators(config.generators, models, device, params_path, data_config).items():
         results[name] = evaluate_generator(generator, encoder, train_set, train_features, held_out, real_scores,
                                            config, sample_config, classifier_config, data_config.seed, device)
         click.echo(f"synth eval {name}: KID {results[name]['kid']:.4f}, "

@@ -9,7 +9,7 @@ import torch
 from dvclive import Live
 from tqdm.auto import tqdm
 
-from thyrokit.synth.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from thyrokit.synth.checkpoint import fingerprint, is_due, load_checkpoint, restore, save_checkpoint, snapshot
 from thyrokit.synth.config import DataConfig, DiffusionConfig, to_dict, write_config
 from thyrokit.synth.data import PatchSet, labels_of, num_labels, to_tensor
 from thyrokit.synth.diffusion import (diffusion_loss, drop_labels, make_train_scheduler, make_unet, null_label,
@@ -33,14 +33,9 @@ def train_diffusion(patches: PatchSet, data_config: DataConfig, config: Diffusio
 
     key = fingerprint({"data": to_dict(data_config), "diffusion": to_dict(config)},
                       patches.images, patches.masks, labels.numpy())
+    parts, rngs = {"unet": unet, "optimizer": optimizer}, (batch_rng, noise_rng)
     state = load_checkpoint(checkpoint, key)
-    start = 0
-    if state is not None:
-        unet.load_state_dict(state["unet"])
-        optimizer.load_state_dict(state["optimizer"])
-        batch_rng.set_state(state["rngs"][0])
-        noise_rng.set_state(state["rngs"][1])
-        start = state["step"]
+    start = 0 if state is None else restore(state, parts, rngs)
 
     loss = float("nan")
     with Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None) as live:
@@ -55,15 +50,12 @@ def train_diffusion(patches: PatchSet, data_config: DataConfig, config: Diffusio
             optimizer.step()
 
             done, loss = step + 1, batch_loss.item()
-            if done % config.log_every == 0 or done == config.steps:
+            if is_due(done, config.log_every, config.steps):
                 live.step = done
                 live.log_metric("diffusion/loss", loss)
                 live.next_step()
-            if checkpoint is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-                save_checkpoint(checkpoint, {
-                    "fingerprint": key, "step": done, "unet": unet.state_dict(),
-                    "optimizer": optimizer.state_dict(), "rngs": [batch_rng.get_state(), noise_rng.get_state()],
-                })
+            if checkpoint is not None and is_due(done, config.checkpoint_every, config.steps):
+                save_checkpoint(checkpoint, snapshot(key, done, parts, rngs))
 
     save_diffusion(out_dir, unet.to("cpu"), scheduler)
     write_config(Path(out_dir) / "config.json", data=data_config, diffusion=config)

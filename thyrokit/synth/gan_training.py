@@ -17,7 +17,7 @@ from opacus.accountants import RDPAccountant
 from tqdm.auto import tqdm
 
 from thyrokit.synth.augment import diff_augment
-from thyrokit.synth.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from thyrokit.synth.checkpoint import fingerprint, is_due, load_checkpoint, restore, save_checkpoint, snapshot
 from thyrokit.synth.config import DataConfig, GanConfig, read_config, to_dict, write_config
 from thyrokit.synth.data import PatchSet, labels_of, num_labels, to_tensor
 from thyrokit.synth.gan import Discriminator, Generator, update_ema
@@ -57,27 +57,24 @@ def train_gan(patches: PatchSet, data_config: DataConfig, config: GanConfig, out
     batch_rng = torch.Generator().manual_seed(data_config.seed + 1)
     augment_rng = torch.Generator().manual_seed(data_config.seed + 2)
     noise_rng = torch.Generator().manual_seed(data_config.seed + 3)
+    privacy_rng = torch.Generator().manual_seed(data_config.seed + 4)
     sample_rate = min(1.0, config.batch_size / count)
     accountant = RDPAccountant()
     scored = discriminator
     if private:
         scored, optimizer_d = make_private(discriminator, optimizer_d, config.privacy, 2 * config.batch_size,
-                                           torch.Generator().manual_seed(data_config.seed + 4))
+                                           privacy_rng)
 
     key = fingerprint({"data": to_dict(data_config), "gan": to_dict(config)},
                       patches.images, patches.masks, labels.numpy())
+    parts = {"generator": generator, "discriminator": discriminator, "ema": ema,
+             "optimizer_g": optimizer_g, "optimizer_d": optimizer_d}
+    rngs = (batch_rng, augment_rng, noise_rng, privacy_rng)
     state = load_checkpoint(checkpoint, key)
     start = 0
     if state is not None:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        ema.load_state_dict(state["ema"])
-        optimizer_g.load_state_dict(state["optimizer_g"])
-        optimizer_d.load_state_dict(state["optimizer_d"])
-        for rng, saved in zip((batch_rng, augment_rng, noise_rng), state["rngs"]):
-            rng.set_state(saved)
+        start = restore(state, parts, rngs)
         accountant.history = list(state["accountant"])
-        start = state["step"]
 
     losses = {"loss_d": float("nan"), "loss_g": float("nan")}
     with Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None) as live:
@@ -114,20 +111,13 @@ def train_gan(patches: PatchSet, data_config: DataConfig, config: GanConfig, out
 
             done = step + 1
             losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
-            if done % config.log_every == 0 or done == config.steps:
+            if is_due(done, config.log_every, config.steps):
                 live.step = done
                 for name, value in losses.items():
                     live.log_metric(f"gan/{name}", value)
                 live.next_step()
-            if checkpoint is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-                save_checkpoint(checkpoint, {
-                    "fingerprint": key, "step": done,
-                    "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-                    "ema": ema.state_dict(), "optimizer_g": optimizer_g.state_dict(),
-                    "optimizer_d": optimizer_d.state_dict(),
-                    "rngs": [rng.get_state() for rng in (batch_rng, augment_rng, noise_rng)],
-                    "accountant": list(accountant.history),
-                })
+            if checkpoint is not None and is_due(done, config.checkpoint_every, config.steps):
+                save_checkpoint(checkpoint, snapshot(key, done, parts, rngs, accountant=list(accountant.history)))
 
     save_checkpoint(out_dir / WEIGHTS, {name: value.cpu() for name, value in ema.state_dict().items()})
     write_config(out_dir / "config.json", data=data_config, gan=config)
