@@ -31,6 +31,7 @@ from thyrokit.pipelines.formats.manifest import Release
 from thyrokit.pixels import decode_png
 
 PICTURES = "card"
+STAGE = "export"  # this stage's name in dvc.yaml
 # Params sections never shown: ingest's map names the raw site folders (often institutions).
 HIDDEN_PARAMS = ("ingest",)
 
@@ -128,20 +129,34 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def revisions(cwd: Path = Path(".")) -> dict[str, str]:
-    """Return the git commit (and whether the tree is dirty), the dvc.lock digest and tool versions."""
+    """Return the git commit (and whether tracked files differ from it), the upstream dvc.lock digest and versions.
+
+    Neither may depend on this stage's own outputs, or every re-run would change the
+    card: the digest leaves out the export stage's dvc.lock entry, and DVC's own
+    bookkeeping (dvc.lock, .gitignore files) does not count as a change.
+    """
     commit = _git(["rev-parse", "HEAD"], cwd) or "unknown (not a git checkout)"
-    changes = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
-    lock = cwd / "dvc.lock"
+    changes = _git(["status", "--porcelain", "--untracked-files=no", "--", ".",
+                    ":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore"], cwd)
     try:
         dvc = version("dvc")
     except PackageNotFoundError:
         dvc = "not installed"
     return {
         "git commit": commit + (" (with uncommitted changes)" if changes else ""),
-        "dvc.lock sha256": hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.is_file() else "none",
+        "dvc.lock of the upstream stages, sha256": upstream_lock_digest(cwd / "dvc.lock"),
         "thyrokit": __version__,
         "dvc": dvc,
     }
+
+
+def upstream_lock_digest(lock: Path) -> str:
+    """Return a digest of the dvc.lock entries of every stage but export (the data versions it read)."""
+    if not lock.is_file():
+        return "none"
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    upstream = {name: entry for name, entry in stages.items() if name != STAGE}
+    return hashlib.sha256(yaml.safe_dump(upstream, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _git(arguments: list[str], cwd: Path) -> str:
