@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from export_fixtures import make_inputs
+from thyrokit.pipelines.card import upstream_lock_digest
 from thyrokit.pipelines.export import ExportInputs, ExportParams, export_release
 from thyrokit.pixels import decode_png
 
@@ -77,3 +78,14 @@ def test_card_builds_outside_a_git_checkout(tmp_path, monkeypatch):
     card = (tmp_path / "release" / "card.md").read_text()
     assert "| git commit | unknown (not a git checkout) |" in card
     assert "No leakage audit was given." in card and "No ingest metrics were found." in card
+
+
+def test_revision_digest_ignores_this_stages_own_lock_entry(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  split: {outs: [{md5: aaa}]}\n  export: {outs: [{md5: bbb}]}\n")
+    first = upstream_lock_digest(lock)
+    lock.write_text("schema: '2.0'\nstages:\n  split: {outs: [{md5: aaa}]}\n  export: {outs: [{md5: ccc}]}\n")
+    assert upstream_lock_digest(lock) == first
+    lock.write_text("schema: '2.0'\nstages:\n  split: {outs: [{md5: ddd}]}\n  export: {outs: [{md5: ccc}]}\n")
+    assert upstream_lock_digest(lock) != first
+    assert upstream_lock_digest(tmp_path / "absent.lock") == "none"
