@@ -47,8 +47,12 @@ def labels_command(labels_dir: Path, ingest_dir: Path, out_dir: Path, studio_exp
                f"images; {report.counts['skipped']} skipped")
 
 
-
 from thyrokit.annotate.model.commands import prelabel_command, pseudolabel_command  # noqa: E402
 
 annotate.add_command(prelabel_command)
 annotate.add_command(pseudolabel_command)
+
+from thyrokit.annotate.studio.commands import pull_command, push_command, server_command  # noqa: E402
+
+for command in (server_command, push_command, pull_command):
+    annotate.add_command(command)
