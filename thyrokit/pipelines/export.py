@@ -54,21 +54,21 @@ class ExportParams:
     shard_mb: int = 256
     montage_per_class: int = 16
 
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.formats) - set(FORMATS))
+        if bad:
+            raise ValueError(f"export.formats: unknown format(s) {bad}; known are {sorted(FORMATS)}")
+        bad = sorted(set(self.classes) - set(PATHOLOGIES))
+        if bad:
+            raise ValueError(f"export.classes: {bad} are not pathologies {list(PATHOLOGIES)}")
+
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "ExportParams":
-        """Read the section, naming any unknown key or format."""
+        """Read the section, naming any unknown key."""
         unknown = sorted(set(params) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"export params: unknown key(s) {unknown}")
-        values = {key: tuple(value) if isinstance(value, list) else value for key, value in params.items()}
-        chosen = cls(**values)
-        bad = sorted(set(chosen.formats) - set(FORMATS))
-        if bad:
-            raise ValueError(f"export.formats: unknown format(s) {bad}; known are {sorted(FORMATS)}")
-        bad = sorted(set(chosen.classes) - set(PATHOLOGIES))
-        if bad:
-            raise ValueError(f"export.classes: {bad} are not pathologies {list(PATHOLOGIES)}")
-        return chosen
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in params.items()})
 
 
 @dataclass(frozen=True)
