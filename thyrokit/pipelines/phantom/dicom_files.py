@@ -172,7 +172,9 @@ def _set_pixels(ds: Dataset, frames: np.ndarray, encoding: str, lut: np.ndarray 
     else:
         ds.PixelData = single.tobytes()
         if encoding in ("rle", "jpeg2000"):
-            ds.compress(TRANSFER_SYNTAX[encoding], single, encoding_plugin="pylibjpeg" if encoding == "jpeg2000" else "")
+            # Keep the planned SOP Instance UID: pydicom would otherwise mint a random one.
+            ds.compress(TRANSFER_SYNTAX[encoding], single, generate_instance_uid=False,
+                        encoding_plugin="pylibjpeg" if encoding == "jpeg2000" else "")
 
 
 def _jpeg(frame: np.ndarray) -> bytes:

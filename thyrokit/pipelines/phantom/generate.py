@@ -39,7 +39,7 @@ from thyrokit.pixels import encode_png
 
 LABELLED_FRACTION = 0.3
 MIN_MASK_PX = 30           # a nodule smaller than this in a frame is not listed for it
-# The first file of patient i is stored with SHOWCASE[i % 4], so any 4 patients use every encoding.
+# The first file of patient i is stored with SHOWCASE[i % 4], so any 4 consecutive patients use every encoding.
 SHOWCASE = ("rle", "jpeg2000", "jpeg", "palette")
 FRAME_RATE = 30
 
@@ -157,7 +157,7 @@ class Planned:
     calipers: bool
 
 
-def plan_study(rng: np.random.Generator, neck: Neck, nodules: list[Nodule], force_doppler: bool) -> list[Planned]:
+def plan_study(rng: np.random.Generator, force_cine: bool, force_doppler: bool) -> list[Planned]:
     """Draw a study's images: 2-3 B-mode views, maybe a cine clip and colour Doppler frames."""
     sides = ["right", "left"]
     plans = []
@@ -165,7 +165,7 @@ def plan_study(rng: np.random.Generator, neck: Neck, nodules: list[Nodule], forc
         side = sides[number % 2] if number < 2 else str(rng.choice(sides))
         plane = "longitudinal" if number >= 2 and rng.random() < 0.4 else "transverse"
         plans.append(Planned("bmode", _view(rng, side, plane), 1, bool(rng.random() < 0.4)))
-    if rng.random() < 0.15:
+    if force_cine or rng.random() < 0.15:
         plans.append(Planned("cine", _view(rng, str(rng.choice(sides)), "transverse"), int(rng.integers(8, 17)), False))
     if force_doppler or rng.random() < 0.3:
         for _ in range(int(rng.integers(1, 3))):
@@ -195,7 +195,9 @@ def generate_patient(task: PatientTask) -> PatientResult:
     written: list[tuple[str, list[Frame], dict]] = []
     for study, visit in enumerate(visits):
         folder = f"{scanner.site}/{person.patient_id}_{person.family}/{visit.date:%Y%m%d}_{visit.accession}"
-        plans = plan_study(rng, neck, nodules, force_doppler=(study == 0 and showcase == "palette"))
+        # Every 4 patients show every encoding, a cine clip and a palette colour Doppler frame.
+        plans = plan_study(rng, force_cine=(study == 0 and showcase == "jpeg2000"),
+                           force_doppler=(study == 0 and showcase == "palette"))
         for number, plan in enumerate(plans, start=1):
             encoding = _encoding(rng, scanner, plan, showcase if (study, number) == (0, 1) or
                                  (showcase == "palette" and study == 0 and plan.kind == "doppler") else None)
@@ -341,17 +343,16 @@ def _record(result: PatientResult, path: str, frames: list[Frame], info: dict, l
 def _truth_rows(result: PatientResult, path: str, index: int, frame: Frame, labelled: bool,
                 nodules: list[Nodule]) -> None:
     if not frame.masks:
-        result.truth.append({"file": path, "frame": index, "nodule": -1, "mask": "", "pathology": "",
-                             "composition": "", "echogenicity": "", "shape": "", "margin": "",
-                             "echogenic_foci": "", "tirads_points": None, "tirads": "", "patient_nodule": None,
-                             "x0": None, "y0": None, "x1": None, "y1": None, "area_px": 0, "labelled": labelled})
+        empty = dict.fromkeys(("mask", "pathology", "composition", "echogenicity", "shape", "margin",
+                               "echogenic_foci", "tirads_points", "tirads", "patient_nodule", "x0", "y0", "x1", "y1"))
+        result.truth.append({"file": path, "frame": index, "nodule": -1, **empty, "area_px": 0, "labelled": labelled})
         return
     for order, (patient_nodule, mask) in enumerate(sorted(frame.masks.items())):
         nodule = nodules[patient_nodule]
         ys, xs = np.nonzero(mask)
         features = nodule.features
         result.truth.append({
-            "file": path, "frame": index, "nodule": order, "mask": "", "pathology": nodule.pathology,
+            "file": path, "frame": index, "nodule": order, "mask": None, "pathology": nodule.pathology,
             "composition": features.composition, "echogenicity": features.echogenicity,
             "shape": features.shape, "margin": features.margin, "echogenic_foci": "+".join(features.foci),
             "tirads_points": features.points, "tirads": features.level, "patient_nodule": patient_nodule,
@@ -399,7 +400,7 @@ def generate_phantom(out_dir: str | Path, patients: int, seed: int, workers: int
     for key, name in mask_names.items():
         write_bytes(out / "labels" / name, masks[key])
     for row in truth:
-        row["mask"] = mask_names.get((row["file"], row["frame"], row["nodule"]), "")
+        row["mask"] = mask_names.get((row["file"], row["frame"], row["nodule"]))
     labelled_files = {row["file"] for row in manifest if row["labelled"]}
     label_rows = [{name: row[name] for name in LABEL_COLUMNS} for row in truth if row["file"] in labelled_files]
     order = ["file", "frame", "nodule"]
