@@ -40,10 +40,11 @@ def test_train_sample_eval_balances_the_train_split_only(tmp_path, monkeypatch):
     Path("params.yaml").write_text(yaml.safe_dump(PARAMS))
     for kind in ("encoder", "gan", "diffusion"):
         run("synth", "train", kind, "roi/patches.parquet", f"models/{'synth_encoder' if kind == 'encoder' else kind}",
-            "--plots", f"plots/{kind}", "--metrics", f"metrics/train_{kind}.json", "--checkpoint", f"ckpt/{kind}.pt")
+            "--live", f"live/{kind}", "--plots", f"plots/{kind}", "--metrics", f"metrics/train_{kind}.json",
+            "--checkpoint", f"ckpt/{kind}.pt")
     for kind in ("gan", "diffusion"):
         assert (tmp_path / f"plots/{kind}/samples_malignant.png").is_file()
-        assert list((tmp_path / f"plots/{kind}/live/plots/metrics").rglob("*.tsv"))
+        assert list((tmp_path / f"live/{kind}/plots/metrics").rglob("*.tsv"))
 
     run("synth", "sample", "roi/patches.parquet", "models", "synth", "--metrics", "metrics/sample.json")
     patches = read_table("synth/patches.parquet", PATCHES)
@@ -80,7 +81,7 @@ def test_a_class_without_real_train_patches_is_a_one_line_error(tmp_path, monkey
     make_patch_table(Path("roi"), {("train", "benign"): 4, ("test", "malignant"): 4}, size=16)
     Path("params.yaml").write_text(yaml.safe_dump(PARAMS))
     result = CliRunner().invoke(main, ["synth", "train", "gan", "roi/patches.parquet", "models/gan",
-                                       "--plots", "plots", "--metrics", "m.json"])
+                                       "--live", "live", "--plots", "plots", "--metrics", "m.json"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
         "Error: roi/patches.parquet: no train-split patches of class 'malignant' to learn from")

@@ -93,17 +93,24 @@ def synth() -> None:
 @click.argument("kind", type=click.Choice(["encoder", *GENERATORS]))
 @click.argument("patches", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for DVCLive loss curves (live/) and a sample grid per class.")
 @click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON file for the final training figures.")
+@click.option("--live", "live_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="DVCLive folder for the loss curves (gan, diffusion).")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for a sample grid per class (gan, diffusion).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Checkpoint file to resume from and save to (kept between runs).")
 @PARAMS
 @one_line_errors
-def train(kind: str, patches: Path, out_dir: Path, plots_dir: Path, metrics: Path, checkpoint: Path | None,
-          params_path: Path) -> None:
-    """Train KIND (encoder, gan or diffusion) on the train-split patches of PATCHES into OUT_DIR."""
+def train(kind: str, patches: Path, out_dir: Path, metrics: Path, live_dir: Path | None, plots_dir: Path | None,
+          checkpoint: Path | None, params_path: Path) -> None:
+    """Train KIND (encoder, gan or diffusion) on the train-split patches of PATCHES into OUT_DIR.
+
+    The encoder is the pathology classifier whose features synth sample and synth eval use.
+    """
+    if kind != "encoder" and (live_dir is None or plots_dir is None):
+        raise click.UsageError(f"training {kind} needs --live and --plots")
     data_config = read_section(params_path, "data", DataConfig)
     device = pick_device()
     train_set = load_training_patches(patches, data_config)
@@ -118,7 +125,7 @@ def train(kind: str, patches: Path, out_dir: Path, plots_dir: Path, metrics: Pat
         return
     trainer, config = ((train_gan, read_section(params_path, "gan", GanConfig)) if kind == "gan"
                        else (train_diffusion, read_section(params_path, "diffusion", DiffusionConfig)))
-    figures = trainer(train_set, data_config, config, out_dir, plots_dir / "live", device, checkpoint)
+    figures = trainer(train_set, data_config, config, out_dir, live_dir, device, checkpoint)
     knobs = diffusion_knobs(params_path) if kind == "diffusion" else {}
     generator = load_generator(kind, out_dir, device, **knobs)
     write_class_grids(generator, plots_dir, labels_of(train_set.rows, data_config.classes), data_config.seed)

@@ -21,7 +21,7 @@ def tile(images: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
     return canvas
 
 
-def write_grid(path: str | os.PathLike, images: np.ndarray, masks: np.ndarray) -> None:
-    """Write patches (top row) above their masks (bottom row) as one PNG."""
-    columns = len(images)
-    write_bytes(path, encode_png(tile(np.concatenate([images, masks]), columns)))
+def write_grid(path: str | os.PathLike, images: np.ndarray, masks: np.ndarray, zoom: int = 3) -> None:
+    """Write patches (top row) above their masks (bottom row) as one PNG, each pixel `zoom` x `zoom`."""
+    grid = tile(np.concatenate([images, masks]), columns=len(images))
+    write_bytes(path, encode_png(grid.repeat(zoom, axis=0).repeat(zoom, axis=1)))
