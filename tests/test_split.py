@@ -61,12 +61,18 @@ def run_split(images, nodules, params=PARAMS, previous=None):
 
 
 def test_allocate_keeps_every_running_count_within_one_of_its_share():
-    chosen = allocate([1] * 50, [0, 0, 0], [0.7, 0.15, 0.15])
+    ratios = (0.7, 0.15, 0.15)
+    chosen = allocate([1] * 50, ["benign"] * 50, ratios)
     for end in range(1, 51):
-        for index, ratio in enumerate((0.7, 0.15, 0.15)):
+        for index, ratio in enumerate(ratios):
             assert abs(chosen[:end].count(index) - ratio * end) < 1
-    # Existing counts are honoured: a bin already over its share gets nothing new.
-    assert allocate([1] * 4, [0, 10], [0.5, 0.5]) == [0, 0, 0, 0]
+    # Stored counts are honoured: a bin already over its share gets nothing new.
+    assert allocate([1] * 4, ["benign"] * 4, [0.5, 0.5], {"benign": [0, 10]}) == [0, 0, 0, 0]
+
+
+def test_allocate_fills_the_whole_from_many_tiny_strata():
+    chosen = allocate([1] * 40, [f"stratum-{n // 2}" for n in range(40)], [0.5, 0.25, 0.25])
+    assert [chosen.count(index) for index in range(3)] == [20, 10, 10]
 
 
 def test_every_patient_is_in_exactly_one_split_and_external_is_held_out_sites_and_devices():

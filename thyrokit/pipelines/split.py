@@ -178,20 +178,27 @@ def order_key(seed: int, name: str) -> str:
     return hashlib.blake2b(f"{seed}\x00{name}".encode(), digest_size=8).hexdigest()
 
 
-def allocate(sizes: Sequence[int], counts: Sequence[int], ratios: Sequence[float]) -> list[int]:
-    """Return a bin index per item: each goes where the running count falls furthest below its ratio.
+def allocate(sizes: Sequence[int], strata: Sequence[str], ratios: Sequence[float],
+             counts: Mapping[str, Sequence[int]] | None = None) -> list[int]:
+    """Return a bin index per item: where its stratum and the whole fall furthest below their ratios.
 
-    `counts` are what each bin already holds; items of `sizes` are added in order.
-    Ties go to the earlier bin, so the result depends only on the inputs.
+    Items are taken in order; each goes to the bin whose running count, in its own
+    stratum plus over all strata, is furthest below the ratio (ties to the earlier bin).
+    Within a stratum every running count stays near its share, and small strata fill
+    the bins that the others left short instead of all starting in the first one.
+    `counts` holds what each stratum already has in each bin.
     """
-    counts = list(counts)
-    total = sum(counts)
+    held = {stratum: list(values) for stratum, values in (counts or {}).items()}
+    overall = [sum(values[index] for values in held.values()) for index in range(len(ratios))]
+    bins = range(len(ratios))
     chosen = []
-    for size in sizes:
-        total += size
-        deficits = [ratio * total - count for ratio, count in zip(ratios, counts)]
-        best = max(range(len(counts)), key=lambda index: (deficits[index], -index))
-        counts[best] += size
+    for size, stratum in zip(sizes, strata):
+        mine = held.setdefault(stratum, [0] * len(ratios))
+        mine_total, overall_total = sum(mine) + size, sum(overall) + size
+        score = [ratios[index] * (mine_total + overall_total) - mine[index] - overall[index] for index in bins]
+        best = max(bins, key=lambda index: (score[index], -index))
+        mine[best] += size
+        overall[best] += size
         chosen.append(best)
     return chosen
 
@@ -247,34 +254,40 @@ def check_previous(previous: pl.DataFrame, params: SplitParams) -> None:
 
 def place_groups(groups: pl.DataFrame, assigned: pl.DataFrame, params: SplitParams) -> pl.DataFrame:
     """Return group, split and fold for new groups, given the patients already assigned."""
-    rows: list[tuple[str, str, int | None]] = []
-    external = groups.filter(pl.col("external")).get_column("group").to_list()
-    rows += [(group, "external", None) for group in external]
-    inside = groups.filter(~pl.col("external"))
-    split_ratios = [params.ratios[name] for name in DEVELOPMENT_SPLITS]
-    fold_ratios = [1.0 / params.folds] * params.folds
-    for label in LABELS:
-        # TI-RADS, then site, then a seeded shuffle: consecutive groups of a label go to
-        # different splits, so each split gets its share of every level and site too.
-        stratum = inside.filter(pl.col("label") == label).sort(
-            ["tirads", "site", "order"], nulls_last=True
-        )
-        if stratum.is_empty():
-            continue
-        before = assigned.filter(pl.col("label") == label)
-        split_counts = [before.filter(pl.col("split") == name).height for name in DEVELOPMENT_SPLITS]
-        splits = allocate(stratum.get_column("size").to_list(), split_counts, split_ratios)
-        stratum = stratum.with_columns(
-            pl.Series("split", [DEVELOPMENT_SPLITS[index] for index in splits], dtype=pl.String())
-        )
-        in_folds = stratum.filter(pl.col("split").is_in(FOLD_SPLITS))
-        fold_counts = [before.filter(pl.col("fold") == fold).height for fold in range(params.folds)]
-        folds = dict(zip(in_folds.get_column("group").to_list(),
-                         allocate(in_folds.get_column("size").to_list(), fold_counts, fold_ratios)))
-        rows += [(group, split, folds.get(group))
-                 for group, split in stratum.select("group", "split").iter_rows()]
-    return pl.DataFrame(rows, schema={"group": pl.String(), "split": pl.String(), "fold": pl.Int8()},
-                        orient="row")
+    external = groups.filter(pl.col("external")).select(
+        "group", pl.lit("external").alias("split"), pl.lit(None, pl.Int8()).alias("fold")
+    )
+    # Label, then TI-RADS, then site, then a seeded shuffle: consecutive groups of a label
+    # go to different splits, so each split gets its share of every level and site too.
+    rank = {label: index for index, label in enumerate(LABELS)}
+    inside = groups.filter(~pl.col("external")).sort(
+        [pl.col("label").replace_strict(rank, return_dtype=pl.Int8()), "tirads", "site", "order"], nulls_last=True
+    )
+    splits = allocate(inside.get_column("size").to_list(), inside.get_column("label").to_list(),
+                      [params.ratios[name] for name in DEVELOPMENT_SPLITS],
+                      held_per_label(assigned, "split", DEVELOPMENT_SPLITS))
+    inside = inside.with_columns(
+        pl.Series("split", [DEVELOPMENT_SPLITS[index] for index in splits], dtype=pl.String())
+    )
+    in_folds = inside.filter(pl.col("split").is_in(FOLD_SPLITS))
+    folds = allocate(in_folds.get_column("size").to_list(), in_folds.get_column("label").to_list(),
+                     [1.0 / params.folds] * params.folds,
+                     held_per_label(assigned, "fold", tuple(range(params.folds))))
+    in_folds = in_folds.with_columns(pl.Series("fold", folds, dtype=pl.Int8()))
+    return pl.concat([
+        external,
+        inside.join(in_folds.select("group", "fold"), on="group", how="left").select("group", "split", "fold"),
+    ]).sort("group")
+
+
+def held_per_label(assigned: pl.DataFrame, column: str, values: Sequence) -> dict[str, list[int]]:
+    """Return, per label, how many assigned patients have each of `values` in `column`."""
+    counts = assigned.group_by("label", column).len()
+    return {
+        label: [counts.filter((pl.col("label") == label) & (pl.col(column) == value)).get_column("len").sum()
+                for value in values]
+        for label in LABELS
+    }
 
 
 def apply_assignment(images: pl.DataFrame, assignment: pl.DataFrame) -> pl.DataFrame:

@@ -73,7 +73,7 @@ def plot_composition(counts: pl.DataFrame, path: str | os.PathLike) -> None:
             ]
             axis.bar(splits, values, bottom=bottom, label=label, color=LABEL_COLOURS[label])
             bottom = [low + value for low, value in zip(bottom, values)]
-        axis.set_title(f"{measure} per split and label")
+        axis.set_title(f"{measure} per split and patient label")
         axis.set_ylabel(measure)
         axis.legend()
     width = 0.8 / max(len(sites), 1)
