@@ -17,7 +17,9 @@ from thyrokit.cli import main
 from thyrokit.pipelines.phantom import generate_phantom
 from thyrokit.pipelines.phantom.anatomy import View, make_textures, nodule_masks, sample_neck
 from thyrokit.pipelines.phantom.chrome import text_fields
-from thyrokit.pipelines.phantom.generate import read_frame, render_frame, sample_nodule
+from thyrokit.pipelines.phantom.frames import render_frame
+from thyrokit.pipelines.phantom.generate import sample_nodule
+from thyrokit.pipelines.phantom.montage import read_frame
 from thyrokit.pipelines.phantom.identities import make_person, make_visits
 from thyrokit.pipelines.phantom.scanner import SCANNERS, geometry_of, pixel_coordinates, scan_mask
 from thyrokit.pipelines.phantom.speckle import scatterers

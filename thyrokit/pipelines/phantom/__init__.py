@@ -10,7 +10,8 @@ Modules, in the order an image is made:
 geometry), ``anatomy`` (neck structures), ``nodules`` (findings and their TI-RADS
 features), ``speckle`` (B-mode formation), ``doppler`` (colour flow), ``chrome``
 (burned-in text and calipers), ``dicom_files`` and ``exports`` (files),
-``labels`` (sidecar and truth tables), ``generate`` (one patient, and the whole dump).
+``frames`` (one frame with all of the above), ``labels`` (sidecar and truth tables),
+``montage`` (a contact sheet to look at), ``generate`` (one patient, and the whole dump).
 """
 
 from thyrokit.pipelines.phantom.generate import generate_phantom

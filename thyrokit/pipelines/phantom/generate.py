@@ -8,55 +8,34 @@ same seed gives byte-identical files.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
-import pydicom
 from pydicom.uid import generate_uid
 
 from thyrokit.atomic import write_bytes
 from thyrokit.parallel import map_batches
 from thyrokit.pipelines.phantom import chrome, doppler
-from thyrokit.pipelines.phantom.anatomy import (
-    Neck, View, flow_map, make_textures, nodule_masks, sample_neck, tissue_maps,
-)
+from thyrokit.pipelines.phantom.anatomy import Neck, View, make_textures, sample_neck
 from thyrokit.pipelines.phantom.dicom_files import Header, build_dataset, encode_dicom, identifying_values
 from thyrokit.pipelines.phantom.exports import encode_export, export_name
+from thyrokit.pipelines.phantom.frames import Frame, render_frame
 from thyrokit.pipelines.phantom.identities import Person, Visit, make_person, make_visits
 from thyrokit.pipelines.phantom.labels import (
     LABEL_COLUMNS, MANIFEST_COLUMNS, TEXT_BOX_COLUMNS, TRUTH_COLUMNS, write_csv, write_phi,
 )
+from thyrokit.pipelines.phantom.montage import write_montage
 from thyrokit.pipelines.phantom.nodules import MALIGNANT_FRACTION, Nodule, jitter, sample_nodule
-from thyrokit.pipelines.phantom.scanner import (
-    SCANNERS, Scanner, beam_coordinates, geometry_of, pixel_coordinates, scan_convert, scan_mask,
-)
-from thyrokit.pipelines.phantom.speckle import Settings, form_bmode, moved_scatterers, scatterers
+from thyrokit.pipelines.phantom.scanner import SCANNERS, Scanner, geometry_of
+from thyrokit.pipelines.phantom.speckle import moved_scatterers, scatterers
 from thyrokit.pixels import encode_png
 
 LABELLED_FRACTION = 0.3
-MIN_MASK_PX = 30           # a nodule smaller than this in a frame is not listed for it
 # The first file of patient i is stored with SHOWCASE[i % 4], so any 4 consecutive patients use every encoding.
 SHOWCASE = ("rle", "jpeg2000", "jpeg", "palette")
 FRAME_RATE = 30
-
-
-@dataclass
-class Frame:
-    """One rendered frame: pixels, each visible nodule's mask, and the burned-in boxes."""
-
-    image: np.ndarray                    # (H, W) grey, or (H, W) palette indices when colour
-    colour: bool
-    masks: dict[int, np.ndarray]         # patient nodule index -> (H, W) bool
-    boxes: list[chrome.TextBox]
-    colour_box: tuple[int, int, int, int] | None = None
-
-    def pixels(self) -> np.ndarray:
-        """Grey (H, W) or RGB (H, W, 3) pixels."""
-        return doppler.palette()[self.image] if self.colour else self.image
 
 
 @dataclass
@@ -70,14 +49,6 @@ class PatientResult:
     masks: dict[tuple[str, int, int], bytes] = field(default_factory=dict)  # (file, frame, nodule) -> PNG
 
 
-def settings_of(scanner: Scanner, neck: Neck) -> Settings:
-    """Return the B-mode settings of a scanner, focused on the thyroid."""
-    wavelength = 12.0 / scanner.frequency_mhz
-    focus = neck.lobe("right").centre[1]
-    return Settings((0.10 * wavelength, 0.25 * wavelength), focus, scanner.gain_db,
-                    scanner.dynamic_range_db, 0.004 * scanner.frequency_mhz)
-
-
 def sample_nodules(rng: np.random.Generator) -> list[Nodule]:
     """Draw a patient's 0-3 nodules, about one in five malignant."""
     count = int(rng.choice(4, p=[0.25, 0.40, 0.25, 0.10]))
@@ -86,56 +57,6 @@ def sample_nodules(rng: np.random.Generator) -> list[Nodule]:
         pathology = "malignant" if rng.random() < MALIGNANT_FRACTION else "benign"
         nodules.append(sample_nodule(rng, pathology, str(rng.choice(["right", "left"]))))
     return nodules
-
-
-def render_frame(scanner: Scanner, neck: Neck, view: View, nodules: list[Nodule], textures: np.ndarray,
-                 field_: np.ndarray, fields: dict[str, str], *, colour: bool = False, phase: float = 0.0,
-                 calipers: bool = False) -> Frame:
-    """Render one frame: B-mode in the scan area, optional colour flow, text and calipers."""
-    geometry = geometry_of(scanner)
-    settings = settings_of(scanner, neck)
-    x, y, depth = beam_coordinates(geometry)
-    maps = tissue_maps(neck, view, nodules, textures, x, y, depth, geometry.mm_per_px)
-    beam = form_bmode(maps, field_, depth, geometry.mm_per_px, geometry.line_mm, settings)
-    visible = scan_mask(geometry)
-    x0, y0, x1, y1 = scanner.region
-    width, height = scanner.frame_size
-    image = np.zeros((height, width), np.uint8)
-    image[y0:y1, x0:x1] = np.where(visible, scan_convert(beam, geometry), 0)
-
-    px, py, _ = pixel_coordinates(geometry)
-    masks = {}
-    for index, mask in enumerate(nodule_masks(neck, view, nodules, px, py, visible)):
-        if mask.sum() >= MIN_MASK_PX:
-            full = np.zeros((height, width), bool)
-            full[y0:y1, x0:x1] = mask
-            masks[index] = full
-
-    boxes = chrome.draw_layout(image, scanner.layout, fields, scanner.region)
-    boxes += chrome.draw_depth_scale(image, scanner.region, geometry.depth_mm, settings.focus_mm)
-    if calipers and not colour:
-        number = 1
-        marker = "x" if scanner.layout == "philips" else "+"
-        for mask in masks.values():
-            pairs = chrome.caliper_ends(mask)
-            boxes += chrome.draw_calipers(image, pairs, geometry.mm_per_px, scanner.region, number, marker)
-            number += len(pairs)
-    if not colour:
-        return Frame(image, False, masks, boxes)
-
-    index_image = doppler.grey_to_index(image)
-    box = (x0 + geometry.width // 6, y0 + geometry.height // 10, x1 - geometry.width // 6, y0 + geometry.height * 7 // 10)
-    velocity = np.zeros((height, width), np.float32)
-    velocity[y0:y1, x0:x1] = flow_map(neck, view, nodules, textures, px, py, phase)
-    text = np.zeros((height, width), bool)
-    for b in boxes:
-        text[b.y1 - (b.y1 - b.y0):b.y1, b.x0:b.x1] = True
-    shown = np.zeros((height, width), bool)
-    shown[y0:y1, x0:x1] = visible
-    index_image = doppler.overlay_flow(index_image, velocity, box, shown & ~text)
-    cv2.rectangle(index_image, (box[0], box[1]), (box[2] - 1, box[3] - 1), int(doppler.GREY_LEVELS * 0.7), 1)
-    doppler.draw_colour_bar(index_image, (x0 - 22, y0 + 40, x0 - 14, y0 + 140))
-    return Frame(index_image, True, masks, boxes, box)
 
 
 @dataclass(frozen=True)
@@ -234,13 +155,14 @@ def _encoding(rng: np.random.Generator, scanner: Scanner, plan: Planned, forced:
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
 
-def _render_plan(rng, scanner, neck, nodules, textures, plan: Planned, person, visit) -> list[Frame]:
+def _render_plan(rng: np.random.Generator, scanner: Scanner, neck: Neck, nodules: list[Nodule],
+                 textures: np.ndarray, plan: Planned, person: Person, visit: Visit) -> list[Frame]:
     geometry = geometry_of(scanner)
     fields = chrome.text_fields(person, visit, scanner, plan.view.plane, plan.view.side, FRAME_RATE)
     seen = [jitter(nodule, rng) for nodule in nodules]
     if plan.kind != "cine":
-        field_ = scatterers(rng, (geometry.height, geometry.lines))
-        return [render_frame(scanner, neck, plan.view, seen, textures, field_, fields,
+        speckle = scatterers(rng, (geometry.height, geometry.lines))
+        return [render_frame(scanner, neck, plan.view, seen, textures, speckle, fields,
                              colour=plan.kind == "doppler", phase=float(rng.uniform()), calipers=plan.calipers)]
     # Cine: the probe sways across the neck; the anatomy and its speckle move with it.
     margin = geometry.lines // 4
@@ -249,11 +171,12 @@ def _render_plan(rng, scanner, neck, nodules, textures, plan: Planned, person, v
     frames = []
     for t in range(plan.frames):
         shift = amplitude * math.sin(2 * math.pi * t / plan.frames) + drift * t
-        view = replace(plan.view, shift=(plan.view.shift[0] + shift, plan.view.shift[1] + 0.3 * math.sin(math.pi * t / plan.frames)))
+        sway = (plan.view.shift[0] + shift, plan.view.shift[1] + 0.3 * math.sin(math.pi * t / plan.frames))
+        view = replace(plan.view, shift=sway)
         mirror = 1 if plan.view.side == "right" else -1
         lines = int(round(-mirror * shift / geometry.line_mm))
-        field_ = moved_scatterers(base, rng, lines, geometry.lines, 0.15)
-        frames.append(render_frame(scanner, neck, view, seen, textures, field_, fields))
+        speckle = moved_scatterers(base, rng, lines, geometry.lines, 0.15)
+        frames.append(render_frame(scanner, neck, view, seen, textures, speckle, fields))
     return frames
 
 
@@ -285,7 +208,8 @@ def _write_dicom(path: Path, header: Header, frames: list[Frame], encoding: str)
     write_bytes(path, encode_dicom(build_dataset(header, stack, encoding, lut)))
 
 
-def _exports(rng, task: PatientTask, person: Person, visit: Visit, folder: str, written) -> list:
+def _exports(rng: np.random.Generator, task: PatientTask, person: Person, visit: Visit, folder: str,
+             written: list[tuple[str, list[Frame], dict]]) -> list[tuple[str, list[Frame], dict]]:
     """Export 0-2 single frames of this study as PNG/JPEG files named with the patient's name."""
     singles = [item for item in written if item[2]["folder"] == folder and not item[2]["cine"]]
     if not singles or rng.random() < 0.5:
@@ -411,41 +335,3 @@ def generate_phantom(out_dir: str | Path, patients: int, seed: int, workers: int
     write_phi(phi, out / "truth" / "phi.json")
     write_montage(out, frame.filter(frame["format"] == "dicom").get_column("file").to_list())
     return Summary(patients, len(manifest), int(frame.get_column("frames").sum()), len(labelled_files), len(truth))
-
-
-def read_frame(path: Path, frame: int = 0) -> np.ndarray:
-    """Return one frame of a phantom DICOM file as grey or RGB uint8 pixels."""
-    ds = pydicom.dcmread(path)
-    pixels = ds.pixel_array
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        pixels = pixels[frame]
-    if ds.PhotometricInterpretation == "PALETTE COLOR":
-        pixels = pydicom.pixels.apply_color_lut(pixels, ds)
-    return np.asarray(pixels, np.uint8)
-
-
-def write_montage(out: Path, dicom_files: list[str], tiles: int = 12, tile_width: int = 400) -> None:
-    """Write truth/montage.png: a grid of frames of varied sites, colour and cine files."""
-    picked, seen = [], set()
-    for name in dicom_files:                       # one of each (site, kind) first, in file order
-        kind = (name.split("/")[0], len(picked) % 3)
-        if kind not in seen and len(picked) < tiles:
-            seen.add(kind)
-            picked.append(name)
-    thumbs = []
-    for name in picked:
-        image = read_frame(out / "scans" / name)
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        height = int(round(image.shape[0] * tile_width / image.shape[1]))
-        thumbs.append(cv2.resize(image, (tile_width, height), interpolation=cv2.INTER_AREA))
-    if not thumbs:
-        return
-    tile_height = max(thumb.shape[0] for thumb in thumbs)
-    columns = 4
-    rows = math.ceil(len(thumbs) / columns)
-    canvas = np.full((rows * (tile_height + 4), columns * (tile_width + 4), 3), 40, np.uint8)
-    for number, thumb in enumerate(thumbs):
-        top, left = (number // columns) * (tile_height + 4), (number % columns) * (tile_width + 4)
-        canvas[top:top + thumb.shape[0], left:left + thumb.shape[1]] = thumb
-    write_bytes(out / "truth" / "montage.png", encode_png(canvas))
