@@ -286,3 +286,15 @@ def test_dvc_repro_keeps_the_persisted_assignment_across_two_dataset_versions(tm
     assert second.height == 160
     assert second.join(first, on="patient_id", how="semi").equals(first)
     assert json.loads((tmp_path / "metrics" / "split.json").read_text())["patients_kept"] == 80
+
+
+def test_split_command_reports_bad_params_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images_path, nodules_path, params = write_inputs(tmp_path, *make_dataset(0, 5))
+    params.write_text("split:\n  ratios: {train: 0.9, test: 0.2}\n")
+    result = CliRunner().invoke(main, ["split", str(images_path), str(nodules_path), "out",
+                                       "--assignment", "assignment.parquet", "--params", str(params)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: split.ratios must be non-negative and sum to 1, got {'train': 0.9, 'test': 0.2}"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "assignment.parquet").exists()

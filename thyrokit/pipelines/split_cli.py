@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import polars as pl
 
 from thyrokit.atomic import write_text
-from thyrokit.contract import IMAGES, NODULES, PATCHES, read_table, write_table
+from thyrokit.contract import IMAGES, NODULES, PATCHES, ContractError, read_table, write_table
 from thyrokit.params import DEFAULT_PARAMS, load_params
 from thyrokit.pipelines.leakage import audit_leakage, summarise
 from thyrokit.pipelines.split import (
-    ASSIGNMENT, SplitParams, apply_assignment, assign_splits, nnunet_folds, patient_table,
+    ASSIGNMENT, SplitError, SplitParams, apply_assignment, assign_splits, nnunet_folds, patient_table,
 )
 from thyrokit.pipelines.split_report import composition, plot_composition, split_metrics
 from thyrokit.pixels import rebase_paths
@@ -22,6 +24,15 @@ from thyrokit.pixels import rebase_paths
 def write_json(path: str | Path, content: object) -> None:
     """Write `content` as sorted, indented JSON, atomically."""
     write_text(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn a bad table, bad params or a malformed hash into one line and a non-zero exit."""
+    try:
+        yield
+    except (ContractError, SplitError, KeyError, ValueError) as error:
+        raise click.ClickException(str(error).strip("'\"")) from None
 
 
 def audit_params(section: dict) -> dict:
@@ -49,23 +60,22 @@ def split(images_parquet: Path, nodules_parquet: Path, out_dir: Path, assignment
     folds), leakage.json and split_composition.png, and updates the assignment. Exits
     non-zero, naming the rows, if the audit finds a leak.
     """
-    section = load_params("split", params_path)
-    params = SplitParams.from_params(section)
-    images = read_table(images_parquet, IMAGES)
-    nodules = read_table(nodules_parquet, NODULES)
-    previous = read_table(assignment_path, ASSIGNMENT) if assignment_path.exists() else None
+    with one_line_errors():
+        section = load_params("split", params_path)
+        params = SplitParams.from_params(section)
+        images = read_table(images_parquet, IMAGES)
+        nodules = read_table(nodules_parquet, NODULES)
+        previous = read_table(assignment_path, ASSIGNMENT) if assignment_path.exists() else None
+        patients = patient_table(images, nodules, params)
+        assignment, status = assign_splits(patients, params, previous)
+        placed = apply_assignment(images, assignment)
+        report = audit_leakage(placed, nodules, **audit_params(section))
 
-    patients = patient_table(images, nodules, params)
-    assignment, status = assign_splits(patients, params, previous)
-    placed = apply_assignment(images, assignment)
     placed = rebase_paths(placed, "path", images_parquet.parent, out_dir)
-
     write_table(assignment, assignment_path, ASSIGNMENT)
     written = write_table(placed, out_dir / "images.parquet", IMAGES)
     write_json(out_dir / "splits_final.json", nnunet_folds(written, params.folds))
-    counts = composition(written, patients)
-    plot_composition(counts, out_dir / "split_composition.png")
-    report = audit_leakage(written, nodules, **audit_params(section))
+    plot_composition(composition(written, patients), out_dir / "split_composition.png")
     write_json(out_dir / "leakage.json", report)
     if metrics_path is not None:
         metrics = split_metrics(written, patients, assignment, status)
@@ -97,10 +107,11 @@ def audit_leakage_command(images_parquet: Path, nodules_parquet: Path, out_json:
     Exits non-zero, naming the rows, if a patient or study sits in two splits, near-
     duplicate images sit in two splits, or synthetic / pseudo-labelled data is outside train.
     """
-    images = read_table(images_parquet, IMAGES)
-    nodules = read_table(nodules_parquet, NODULES)
-    patches = read_table(patches_parquet, PATCHES) if patches_parquet is not None else None
-    report = audit_leakage(images, nodules, patches, **audit_params(load_params("split", params_path)))
+    with one_line_errors():
+        images = read_table(images_parquet, IMAGES)
+        nodules = read_table(nodules_parquet, NODULES)
+        patches = read_table(patches_parquet, PATCHES) if patches_parquet is not None else None
+        report = audit_leakage(images, nodules, patches, **audit_params(load_params("split", params_path)))
     write_json(out_json, report)
     if not report["ok"]:
         raise click.ClickException(summarise(report))

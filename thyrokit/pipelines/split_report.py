@@ -85,7 +85,8 @@ def plot_composition(counts: pl.DataFrame, path: str | os.PathLike) -> None:
         axes[2].bar([position + index * width for position in range(len(splits))], values, width, label=site)
     axes[2].set_xticks([position + 0.4 - width / 2 for position in range(len(splits))], splits)
     axes[2].set_title("patients per split and site")
-    axes[2].legend(fontsize="small")
+    if sites:
+        axes[2].legend(fontsize="small")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
