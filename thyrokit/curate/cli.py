@@ -38,7 +38,7 @@ def ingest(raw_dir: Path, out_dir: Path, keys_path: Path, metrics_path: Path | N
     params = load_params("ingest", params_path)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     summary = run_ingest(
-        raw_dir, out_dir, keys_path, IngestConfig.from_params(params, raw_dir, secret),
+        raw_dir, out_dir, keys_path, IngestConfig.from_params(params, raw_dir, secret, load_params("deid", params_path)),
         workers=int(params.get("workers", 0)) or None, batch_size=int(params.get("batch_size", 8)),
         shard_bytes=int(params.get("shard_mb", 256)) * 1024 * 1024,
     )

@@ -3,7 +3,11 @@
 This is where PHI stops. Each raw file goes through one pure function,
 :func:`ingest_file`, in a clear sequence of steps::
 
-    read -> identify -> scan area -> crop and blank -> encode
+    read -> de-identify header -> identify -> scan area -> crop, blank, redact text -> encode
+
+The header goes through the DICOM PS3.15 Basic Profile (:mod:`thyrokit.curate.deid`);
+text burned into the kept scan area is found and zeroed before anything is encoded,
+so the first file written from raw data is already de-identified.
 
 It returns either the de-identified frames with their ``images`` rows, or the reason
 the file was quarantined; it never raises. :func:`run_ingest` maps it over every file
@@ -12,6 +16,8 @@ with :func:`thyrokit.parallel.map_batches` and writes, in ``out_dir``:
 - ``images.parquet`` (contract ``images``) and ``pixels/images-NNNNN.parquet`` (PNG shards),
 - ``quarantine.parquet`` (contract ``quarantine``): the files that could not be made safe,
 - ``audit.jsonl``: one line per raw file, what was kept and dropped, no PHI,
+- ``dicom/<source_hmac>.dcm`` when ``ingest.write_dicom`` is on: the de-identified
+  header with the redacted, cropped pixels (uncompressed),
 
 and at ``keys_path`` (inside the raw zone) the key table from raw relative path to
 ``source_hmac`` and image ids: the only output that names raw files.
@@ -33,11 +39,15 @@ import imagehash
 import numpy as np
 import polars as pl
 from PIL import Image
+from pydicom.dataset import Dataset
 
 from thyrokit import __version__
-from thyrokit.atomic import atomic_path, write_text
+from thyrokit.atomic import atomic_path, write_bytes, write_text
 from thyrokit.contract import IMAGES, QUARANTINE, write_table
 from thyrokit.curate import identity
+from thyrokit.curate.deid import (BurnedInTextError, DeidOptions, HeaderAudit, MalformedElementError, QuarantineError,
+                                  deidentify_dataset, redact_frames, require_scan_area)
+from thyrokit.curate.deid.dicom_output import deidentified_dicom_bytes, shift_ultrasound_regions
 from thyrokit.curate.readers import HeaderFacts, RawFileError, RawScan, read_scan
 from thyrokit.curate.scan_area import blank_outside, bounding_box, crop, scan_area, to_grey_uint8
 from thyrokit.parallel import map_batches
@@ -48,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "ingest"
 SHARD_PREFIX = "images"
+DICOM_DIR = "dicom"
 KEYS_SCHEMA = {
     "path": pl.String(),  # raw file, relative to the raw scans folder: PHI, raw zone only
     "source_hmac": pl.String(),
@@ -68,10 +79,13 @@ class IngestConfig:
     crop_modalities: tuple[str, ...] = ("US",)
     scan_threshold: int = 12
     scan_min_fraction: float = 0.05
+    deid: DeidOptions = DeidOptions()
+    write_dicom: bool = False
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], raw_dir: str | Path, secret: bytes) -> "IngestConfig":
-        """Build the config from the ``ingest`` section of params.yaml."""
+    def from_params(cls, params: dict[str, Any], raw_dir: str | Path, secret: bytes,
+                    deid: dict[str, Any] | None = None) -> "IngestConfig":
+        """Build the config from the ``ingest`` and ``deid`` sections of params.yaml."""
         scan = params.get("scan_area") or {}
         return cls(
             raw_dir=str(Path(raw_dir).resolve()),
@@ -82,6 +96,8 @@ class IngestConfig:
             crop_modalities=tuple(params.get("crop_modalities", ("US",))),
             scan_threshold=int(scan.get("threshold", 12)),
             scan_min_fraction=float(scan.get("min_fraction", 0.05)),
+            deid=DeidOptions.from_params(deid or {}),
+            write_dicom=bool(params.get("write_dicom", False)),
         )
 
 
@@ -104,6 +120,7 @@ class FileResult:
     pngs: list[bytes]
     reason: str | None
     audit: dict[str, Any]
+    dicom: bytes | None = None  # the de-identified DICOM file, when ingest.write_dicom is on
 
 
 def discover(raw_dir: str | Path) -> list[str]:
@@ -113,7 +130,7 @@ def discover(raw_dir: str | Path) -> list[str]:
 
 
 def ingest_file(relative_path: str, config: IngestConfig) -> FileResult:
-    """De-identify one raw file: read -> identify -> scan area -> crop and blank -> encode."""
+    """De-identify one raw file: read -> header -> identify -> scan area -> crop, blank, redact -> encode."""
     try:
         data = (Path(config.raw_dir) / relative_path).read_bytes()
     except OSError as error:
@@ -124,12 +141,18 @@ def ingest_file(relative_path: str, config: IngestConfig) -> FileResult:
     try:
         scan = read_scan(data)
         del data
+        header, header_audit = deidentify_header(scan, config)
         ids = identify(scan.facts, relative_path, source, config)
         mask, origin = keep_mask(scan, config)
+        require_scan_area(_burned_in_annotation(scan), mask)
         box = bounding_box(mask)
-        frames = [crop(blank_outside(frame, mask), box) for frame in scan.frames]
-        # Pixel text redaction (thyrokit.curate.deid) slots in here, on the cropped frames.
-        rows, pngs = encode_frames(frames, scan.facts, ids, source, box, config)
+        frames, text_boxes = crop_and_redact(scan, mask, box, config)
+        rows, pngs = encode_frames(list(frames), scan.facts, ids, source, box, config)
+        for index in range(len(frames)):
+            header_audit.add_redactions(index, text_boxes)
+        dicom = deidentified_dicom(header, frames, box, scan.facts, header_audit) if config.write_dicom else None
+    except QuarantineError as error:
+        return _quarantined(source, RawFileError(_deid_reason(error), str(error)))
     except RawFileError as error:
         return _quarantined(source, error)
     except Exception as error:  # a bug or an unforeseen file: quarantine it, never stop the run
@@ -145,8 +168,40 @@ def ingest_file(relative_path: str, config: IngestConfig) -> FileResult:
         "scan_area": origin,
         "crop": list(box),
         "blanked_fraction": round(1.0 - float(mask.mean()), 4),
+        "deid": header_audit.to_dict(),
     }
-    return FileResult(source_hmac=source, rows=rows, pngs=pngs, reason=None, audit=audit)
+    return FileResult(source_hmac=source, rows=rows, pngs=pngs, reason=None, audit=audit, dicom=dicom)
+
+
+def deidentify_header(scan: RawScan, config: IngestConfig) -> tuple[Dataset | None, HeaderAudit]:
+    """Return a file's header under the Basic Profile (None for PNG/JPEG exports) and its audit."""
+    if scan.dataset is None:
+        return None, HeaderAudit(method="exported image: no header", codes=[])
+    return deidentify_dataset(scan.dataset, config.secret, config.deid)
+
+
+def crop_and_redact(scan: RawScan, mask: np.ndarray, box: tuple[int, int, int, int],
+                    config: IngestConfig) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Return the frames cropped to `box` with text zeroed inside the scan area, and the text boxes.
+
+    Outside the scan area every pixel is zeroed. Text is searched only in modalities that
+    are cropped (ultrasound): a CT or NM slice keeps its full frame, and there a bright
+    thin edge of bone would pass for a stroke.
+    """
+    cropped = crop(mask, box)
+    frames = np.stack([crop(frame, box) for frame in scan.frames])
+    if _modality(scan.facts, config) not in config.crop_modalities:
+        return np.stack([blank_outside(frame, cropped) for frame in frames]), []
+    return redact_frames(frames, cropped)
+
+
+def deidentified_dicom(header: Dataset | None, frames: np.ndarray, box: tuple[int, int, int, int],
+                       facts: HeaderFacts, header_audit: HeaderAudit) -> bytes | None:
+    """Return the de-identified DICOM file of the stored frames, regions moved into the crop."""
+    if header is None:
+        return None
+    shift_ultrasound_regions(header, box)
+    return deidentified_dicom_bytes(header, frames, header_audit, rescale=facts.rescale)
 
 
 def identify(facts: HeaderFacts, relative_path: str, source: str, config: IngestConfig) -> Identity:
@@ -270,6 +325,10 @@ def run_ingest(raw_dir: str | Path, out_dir: str | Path, keys_path: str | Path, 
     out_dir = Path(out_dir)
     pixels_dir = out_dir / "pixels"
     pixels_dir.mkdir(parents=True, exist_ok=True)
+    dicom_dir = out_dir / DICOM_DIR
+    if dicom_dir.exists():
+        for stale in dicom_dir.glob("*.dcm"):
+            stale.unlink()
     paths = discover(raw_dir)
     summary = IngestSummary(files=len(paths))
     image_rows: list[dict[str, Any]] = []
@@ -297,6 +356,8 @@ def run_ingest(raw_dir: str | Path, out_dir: str | Path, keys_path: str | Path, 
                 for row, png in zip(result.rows, result.pngs):
                     row["path"] = f"pixels/{shards.add(row['image_id'], png)}"
                     image_rows.append(row)
+                if result.dicom is not None:
+                    write_bytes(dicom_dir / f"{result.source_hmac}.dcm", result.dicom)
             seen.add(result.source_hmac)
             keys.append({"path": path, "source_hmac": result.source_hmac, "outcome": outcome,
                          "image_ids": [row["image_id"] for row in result.rows] if outcome == "ingested" else []})
@@ -325,6 +386,19 @@ def write_keys(keys: list[dict[str, Any]], path: str | Path) -> None:
 def _quarantined(source: str, error: RawFileError) -> FileResult:
     audit = {"source_hmac": source, "outcome": "quarantined", "reason": str(error)}
     return FileResult(source_hmac=source, rows=[], pngs=[], reason=str(error), audit=audit)
+
+
+def _burned_in_annotation(scan: RawScan) -> str | None:
+    return str(scan.dataset.get("BurnedInAnnotation", "") or "") if scan.dataset is not None else None
+
+
+def _deid_reason(error: QuarantineError) -> str:
+    """Return the quarantine code of a de-identification error."""
+    if isinstance(error, BurnedInTextError):
+        return "burned_in_text"
+    if isinstance(error, MalformedElementError):
+        return "malformed_element"
+    return "unsupported_content"
 
 
 def _modality(facts: HeaderFacts, config: IngestConfig) -> str:

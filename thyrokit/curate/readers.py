@@ -1,9 +1,10 @@
 """Read one raw file (DICOM, PNG or JPEG) into pixel frames and a few whitelisted header facts.
 
 This is where raw bytes become arrays. Everything a later step may use from a DICOM
-header is copied into :class:`HeaderFacts`; the rest of the header is dropped here and
-never travels further. The raw identifiers it keeps (PatientID, study and series UIDs)
-exist only to be turned into keyed pseudonyms by the caller, inside the same worker.
+header is copied into :class:`HeaderFacts`. The raw identifiers it keeps (PatientID,
+study and series UIDs) and the parsed header itself (:attr:`RawScan.dataset`) exist only
+to be pseudonymised and de-identified by the caller, inside the same worker: neither
+travels further.
 
 What the stored pixels mean:
 
@@ -92,6 +93,7 @@ class RawScan:
 
     frames: np.ndarray  # (N, H, W) or (N, H, W, 3), uint8 or uint16
     facts: HeaderFacts
+    dataset: Dataset | None = None  # the raw DICOM header (PHI): de-identify it, never output it
 
 
 def read_scan(data: bytes) -> RawScan:
@@ -129,7 +131,7 @@ def read_dicom(data: bytes) -> RawScan:
     if "PixelData" not in ds:
         raise RawFileError("no_pixel_data", "the DICOM file has no pixel data")
     frames, rescale = decode_frames(ds)
-    return RawScan(frames=frames, facts=dicom_facts(ds, rescale, SUPPORTED_SOP_CLASSES[sop_class]))
+    return RawScan(frames=frames, facts=dicom_facts(ds, rescale, SUPPORTED_SOP_CLASSES[sop_class]), dataset=ds)
 
 
 def parse_dicom(data: bytes) -> Dataset:

@@ -49,8 +49,13 @@ def shift_ultrasound_regions(ds: Dataset, crop: Box) -> None:
     ds.SequenceOfUltrasoundRegions = kept
 
 
-def set_pixels(ds: Dataset, frames: np.ndarray, text_removed: bool, audit: HeaderAudit) -> None:
-    """Store `frames` (N, H, W[, 3]) uncompressed in `ds` and say truthfully whether text remains."""
+def set_pixels(ds: Dataset, frames: np.ndarray, text_removed: bool, audit: HeaderAudit,
+               rescale: tuple[float, float] | None = None) -> None:
+    """Store `frames` (N, H, W[, 3]) uncompressed in `ds` and say truthfully whether text remains.
+
+    `rescale` is the (slope, intercept) that maps the stored `frames` to modality values
+    (readers shift signed pixels into uint16 and fold the shift into the intercept).
+    """
     frames = np.ascontiguousarray(frames)
     colour = frames.ndim == 4
     ds.Rows, ds.Columns = int(frames.shape[1]), int(frames.shape[2])
@@ -64,9 +69,15 @@ def set_pixels(ds: Dataset, frames: np.ndarray, text_removed: bool, audit: Heade
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
     if len(frames) > 1 or "NumberOfFrames" in ds:
         ds.NumberOfFrames = len(frames)
-    for name in ("PixelPaddingValue", "SmallestImagePixelValue", "LargestImagePixelValue"):
+    for name in ("PixelPaddingValue", "SmallestImagePixelValue", "LargestImagePixelValue",
+                 "PaletteColorLookupTableUID", "RedPaletteColorLookupTableDescriptor",
+                 "GreenPaletteColorLookupTableDescriptor", "BluePaletteColorLookupTableDescriptor",
+                 "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData",
+                 "BluePaletteColorLookupTableData"):
         if name in ds:
             delattr(ds, name)
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:.10g}", f"{rescale[1]:.10g}"
     ds.PixelData = frames.astype(np.uint8 if bits == 8 else np.uint16).tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.BurnedInAnnotation = "NO" if text_removed else "YES"
@@ -82,8 +93,15 @@ def encode_dicom(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
+def deidentified_dicom_bytes(ds: Dataset, frames: np.ndarray, audit: HeaderAudit, text_removed: bool = True,
+                             rescale: tuple[float, float] | None = None) -> bytes:
+    """Return the de-identified `ds` with the redacted `frames` as the bytes of a DICOM file."""
+    set_pixels(ds, frames, text_removed, audit, rescale)
+    return encode_dicom(ds)
+
+
 def write_deidentified_dicom(path: str | os.PathLike, ds: Dataset, frames: np.ndarray,
-                             audit: HeaderAudit, text_removed: bool = True) -> None:
+                             audit: HeaderAudit, text_removed: bool = True,
+                             rescale: tuple[float, float] | None = None) -> None:
     """Write the de-identified `ds` with the redacted `frames` as a DICOM file at `path`, atomically."""
-    set_pixels(ds, frames, text_removed, audit)
-    write_bytes(path, encode_dicom(ds))
+    write_bytes(path, deidentified_dicom_bytes(ds, frames, audit, text_removed, rescale))
