@@ -2,9 +2,11 @@
 
 One task per de-identified image. Its data carries the served image URL, the
 ``image_id`` and the model's ``uncertainty`` (annotators can sort by it in the Data
-Manager). Its one prediction holds, per predicted nodule, a brush mask (region
-``n<k>``) with the per-region pathology and TI-RADS choices, and the nodule's box
-(region ``n<k>-box``) in percent of the image size, Label Studio's unit.
+Manager). Its one prediction holds, per predicted nodule, one region with the
+per-region pathology and TI-RADS choices attached: a brush mask (region ``n<k>``), or,
+for a nodule with no mask, its box (region ``n<k>-box``) in percent of the image size,
+Label Studio's unit. A mask's box is not sent as well: an annotator who corrects the
+mask would have to correct a second region, and a forgotten one becomes a false nodule.
 """
 
 from __future__ import annotations
@@ -102,7 +104,6 @@ def prediction_result(nodules: Sequence[Mapping[str, Any]], masks: Mapping[str, 
                 raise ValueError(f"nodule {nodule['nodule_id']}: mask is {mask.shape[0]}x{mask.shape[1]}, "
                                  f"image is {height}x{width}")
             results.append(brush_result(region, mask))
-            results.append(box_result(region + BOX_SUFFIX, tuple(nodule["bbox"]), height, width))
         else:
             region += BOX_SUFFIX
             results.append(box_result(region, tuple(nodule["bbox"]), height, width))
