@@ -55,7 +55,8 @@ def test_train_sample_eval_balances_the_train_split_only(tmp_path, monkeypatch):
     assert patches.group_by("pathology").len().rows() == [("malignant", 20)]
     assert nodules.get_column("generator").str.extract(r"^(\w+):").value_counts().sort("generator").rows() == [
         ("diffusion", 10), ("gan", 10)]
-    assert nodules.get_column("generator").str.contains(r"^(gan|diffusion):[0-9a-f]{12}:seed=\d+$").all()
+    generator_pattern = r"^(gan:[0-9a-f]{12}|diffusion:[0-9a-f]{12}\+ddim3\+cfg2):seed=\d+$"
+    assert nodules.get_column("generator").str.contains(generator_pattern).all()
     assert set(nodules.get_column("tirads").to_list()) <= {"TR4", "TR5"}
     report = json.loads(Path("metrics/sample.json").read_text())
     assert report["classes"]["malignant"] == {"real": 10, "deficit": 20, "synthetic": 20}

@@ -53,6 +53,13 @@ def one_line_errors(command: Callable) -> Callable:
     return wrapper
 
 
+def use_threads(params_path: Path) -> None:
+    """Set torch's CPU threads from ``synth.threads`` (0 keeps torch's default, one per core)."""
+    threads = int(load_params("synth", params_path).get("threads", 0))
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def write_metrics(path: Path, metrics: dict) -> None:
     """Write metrics as sorted JSON, with NaN written as null."""
     def clean(value: Any) -> Any:
@@ -111,6 +118,7 @@ def train(kind: str, patches: Path, out_dir: Path, metrics: Path, live_dir: Path
     """
     if kind != "encoder" and (live_dir is None or plots_dir is None):
         raise click.UsageError(f"training {kind} needs --live and --plots")
+    use_threads(params_path)
     data_config = read_section(params_path, "data", DataConfig)
     device = pick_device()
     train_set = load_training_patches(patches, data_config)
@@ -145,6 +153,7 @@ def sample(patches: Path, models: Path, out_dir: Path, metrics: Path, params_pat
 
     MODELS holds the trained generators (gan/, diffusion/) and the encoder (synth_encoder/).
     """
+    use_threads(params_path)
     config = read_section(params_path, "sample", SampleConfig)
     data_config = read_section(params_path, "data", DataConfig)
     device = pick_device()
@@ -171,6 +180,7 @@ def sample(patches: Path, models: Path, out_dir: Path, metrics: Path, params_pat
 @one_line_errors
 def evaluate(patches: Path, models: Path, metrics: Path, plots_dir: Path, params_path: Path) -> None:
     """Measure fidelity, memorisation and utility of each generator in MODELS against PATCHES."""
+    use_threads(params_path)
     config = read_section(params_path, "eval", EvalConfig)
     sample_config = read_section(params_path, "sample", SampleConfig)
     data_config = read_section(params_path, "data", DataConfig)

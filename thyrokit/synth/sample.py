@@ -1,7 +1,8 @@
 """Drawing from a trained generator, gating out memorised samples, and writing synthetic rows.
 
 Every synthetic sample has its own seed, so the ``generator`` column of its nodule row
-(``<name>:<weights digest>:seed=<seed>``) names exactly how to reproduce it. Samples
+(``<name>:<weights digest>[+ddim<steps>+cfg<scale>]:seed=<seed>``) names exactly how to
+reproduce it. Samples
 that sit too close to a training patch, or whose mask is empty, are rejected here,
 before they reach the dataset; the rejected labels are drawn again with fresh seeds.
 """
@@ -19,9 +20,9 @@ import torch
 
 from thyrokit.contract import NODULES, PATCHES, write_table
 from thyrokit.pixels import encode_png, write_shards
+from thyrokit.synth.balance import class_deficits, draw_levels, split_among
 from thyrokit.synth.checkpoint import file_digest
 from thyrokit.synth.config import DataConfig, DiffusionConfig, SampleConfig, read_config
-from thyrokit.synth.balance import class_deficits, draw_levels, split_among
 from thyrokit.synth.data import LEVELS, PatchSet, decode_label, encode_label, from_tensor
 from thyrokit.synth.diffusion import UNET_FOLDER, load_diffusion, sample
 from thyrokit.synth.encoder import PatchClassifier, encode
@@ -59,7 +60,8 @@ def load_generator(name: str, folder: str | os.PathLike, device: torch.device,
         unet, scheduler = load_diffusion(folder, device)
         steps = inference_steps or config.inference_steps
         scale = config.guidance_scale if guidance_scale is None else guidance_scale
-        version = file_digest(folder / UNET_FOLDER / "diffusion_pytorch_model.safetensors")
+        # The sampler's knobs change the samples as much as the weights do, so they are part of the version.
+        version = f"{file_digest(folder / UNET_FOLDER / 'diffusion_pytorch_model.safetensors')}+ddim{steps}+cfg{scale:g}"
         return TrainedGenerator(name, version, data,
                                 lambda labels, seeds: sample(unet, scheduler, labels, seeds, steps, scale))
     raise ValueError(f"unknown generator '{name}'; known: {list(GENERATORS)}")
