@@ -90,12 +90,13 @@ def nm_dataset(pixels: np.ndarray, *, monochrome1: bool = False, patient_id: str
     return ds
 
 
-def palette_dataset(indices: np.ndarray, lut: np.ndarray, patient_id: str = "PAT-0004") -> Dataset:
-    """Return an 8-bit PALETTE COLOR ultrasound dataset; `lut` is (256, 3) uint16 (16-bit entries)."""
+def palette_dataset(indices: np.ndarray, lut: np.ndarray, patient_id: str = "PAT-0004",
+                    entry_bits: int = 16) -> Dataset:
+    """Return an 8-bit PALETTE COLOR ultrasound dataset; `lut` is (256, 3) with `entry_bits`-bit entries."""
     ds = _base(UltrasoundImageStorage, "US", patient_id)
     _set_grey(ds, indices.shape, bits=8, signed=False, photometric="PALETTE COLOR")
     for name, channel in zip(("Red", "Green", "Blue"), lut.T):
-        setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [256, 0, entry_bits])
         setattr(ds, f"{name}PaletteColorLookupTableData", channel.astype("<u2").tobytes())
     ds.PixelData = indices.astype(np.uint8).tobytes()
     return ds

@@ -54,6 +54,13 @@ def test_palette_colour_is_looked_up_to_8_bit_rgb():
     np.testing.assert_array_equal(scan.frames[0, 0, 5], [5, 250, 7])
 
 
+def test_palette_with_8_bit_entries_keeps_its_colours():
+    indices = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    lut = np.stack([np.arange(256), 255 - np.arange(256), np.full(256, 7)], axis=1)  # 8-bit entries
+    scan = read(factory.palette_dataset(indices, lut, entry_bits=8))
+    np.testing.assert_array_equal(scan.frames[0, 0, 5], [5, 250, 7])
+
+
 def test_multi_frame_rgb_rle_keeps_every_frame():
     cine = np.stack([factory.fan_image(seed=i, rgb=True) for i in range(3)])
     scan = read(factory.rle(factory.us_dataset(cine)))

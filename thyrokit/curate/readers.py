@@ -247,8 +247,11 @@ def _palette_to_rgb(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
         rgb = apply_color_lut(pixels, ds)
     except Exception as error:
         raise RawFileError("unsupported_pixels", f"the colour palette cannot be applied ({type(error).__name__})") from None
-    if rgb.dtype == np.uint16:  # 16-bit palette entries: display colours, 8 bits a channel suffice
-        rgb = (rgb >> 8).astype(np.uint8)
+    # The descriptor's third value is the bits of each palette entry: 8-bit entries come
+    # back as uint16 holding 0-255, 16-bit ones use the full range.
+    entry_bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    if rgb.dtype == np.uint16:
+        rgb = rgb.astype(np.uint8) if entry_bits <= 8 else (rgb >> 8).astype(np.uint8)
     return rgb
 
 
