@@ -46,6 +46,7 @@ def make_project(root: Path, params: dict[str, Any], remote: Path | None = None)
     """Create a git + DVC repo at `root` with this repo's dvc.yaml and the given params."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(REPO / "data/annotations", root / "data/annotations")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], root)
     run(["dvc", "init", "-q"], root)
