@@ -20,15 +20,17 @@ def image_ids(count: int) -> list[str]:
     return [f"img-{index:04d}" for index in range(count)]
 
 
-def speckle(index: int) -> np.ndarray:
+def speckle(index: int, shape: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
     """Return a grey ultrasound-like frame, different per index."""
-    return np.random.default_rng(index).integers(0, 255, (HEIGHT, WIDTH), dtype=np.uint8)
+    return np.random.default_rng(index).integers(0, 255, shape, dtype=np.uint8)
 
 
-def disc(index: int, radius: int = 7) -> np.ndarray:
-    """Return a 0/255 mask with one disc, placed by index."""
-    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
-    cv2.circle(mask, (14 + index % 30, 12 + index % 20), radius, 255, -1)
+def disc(index: int, radius: int = 7, shape: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
+    """Return a 0/255 mask with one disc, placed by index (scaled with the image)."""
+    mask = np.zeros(shape, np.uint8)
+    scale = shape[1] / WIDTH
+    center = (round((14 + index % 30) * scale), round((12 + index % 20) * scale))
+    cv2.circle(mask, center, round(radius * scale), 255, -1)
     return mask
 
 
@@ -38,15 +40,15 @@ def bbox_of(mask: np.ndarray) -> list[int]:
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
-def write_images(folder: Path, ids: list[str]) -> Path:
+def write_images(folder: Path, ids: list[str], shape: tuple[int, int] = (HEIGHT, WIDTH)) -> Path:
     """Write an images table with pixel shards into `folder`; return the table's path."""
-    where = write_shards(((image_id, encode_png(speckle(i))) for i, image_id in enumerate(ids)),
+    where = write_shards(((image_id, encode_png(speckle(i, shape))) for i, image_id in enumerate(ids)),
                          folder / "pixels", "images")
     frame = pl.DataFrame({
         "image_id": ids, "patient_id": [f"pat-{i // 2:04d}" for i in range(len(ids))],
         "study_id": "std-1", "series_id": "ser-1", "site": "site-A", "device": "dev-1", "modality": "US",
-        "frame": 0, "n_frames": 1, "width": WIDTH, "height": HEIGHT, "channels": 1,
-        "crop": [[0, 0, WIDTH, HEIGHT]] * len(ids), "path": [f"pixels/{where[i]}" for i in ids],
+        "frame": 0, "n_frames": 1, "width": shape[1], "height": shape[0], "channels": 1,
+        "crop": [[0, 0, shape[1], shape[0]]] * len(ids), "path": [f"pixels/{where[i]}" for i in ids],
         "split": "train", "source_format": "synthetic", "source_hmac": [f"h{i}" for i in ids],
         "tool_version": "test",
     })
@@ -55,9 +57,9 @@ def write_images(folder: Path, ids: list[str]) -> Path:
 
 
 def write_predictions(folder: Path, ids: list[str], model_version: str = MODEL_VERSION,
-                      radius: int = 7) -> tuple[Path, Path]:
+                      radius: int = 7, shape: tuple[int, int] = (HEIGHT, WIDTH)) -> tuple[Path, Path]:
     """Write one predicted nodule per image and the uncertainty table; return both paths."""
-    masks = {f"{image_id}-p0": disc(i, radius) for i, image_id in enumerate(ids)}
+    masks = {f"{image_id}-p0": disc(i, radius, shape) for i, image_id in enumerate(ids)}
     where = write_shards(((key, encode_png(mask)) for key, mask in masks.items()), folder / "masks", "masks")
     pathologies = ["benign", "malignant", "unknown"]
     nodules = pl.DataFrame({
