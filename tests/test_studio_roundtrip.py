@@ -9,6 +9,7 @@ clear line, with nothing written and the token never shown.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 import studio_data
 from studio_server import free_port
 from thyrokit.annotate.cli import annotate
-from thyrokit.annotate.studio.client import StudioError, connect, find_project, list_tasks
+from thyrokit.annotate.studio.client import StudioError, connect, export_annotated, find_project, list_tasks
 from thyrokit.annotate.studio.push import push, read_push_inputs
 from thyrokit.annotate.studio.tasks import brush_result, choice_result
 from thyrokit.contract import NODULES, read_table
@@ -72,6 +73,10 @@ def test_push_annotate_pull_push_again(studio_env, tmp_path):
     assert [task["data"]["image_id"] for task in by_id] == studio_data.image_ids(6)[::-1]
     scores = [task["predictions"][0]["score"] for task in by_id]
     assert scores == sorted(scores)
+    # Only the de-identified image and pseudonymous ids reach Label Studio.
+    assert all(set(task["data"]) == {"image", "image_id", "uncertainty"} for task in by_id)
+    sent = json.dumps(export_annotated(studio, find_project(studio, "round trip")) + by_id, default=str)
+    assert not any(value in sent for value in ("pat-", "std-", "ser-", "site-A", "dev-1"))
     served = httpx.get(studio_env.url + tasks["img-0002"]["data"]["image"],
                        headers={"Authorization": f"Token {studio_env.token}"})
     shard = read_table(images, studio_data.IMAGES).filter(pl.col("image_id") == "img-0002").item(0, "path")
