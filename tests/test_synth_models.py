@@ -1,6 +1,6 @@
 """The generators: sample shapes and classes, exact reproduction from seeds, save/load, resume, DP-SGD."""
 
-from pathlib import Path
+import dataclasses
 
 import numpy as np
 import pytest
@@ -95,7 +95,7 @@ def test_resumed_gan_training_matches_an_uninterrupted_run(patches, tmp_path):
     data = DataConfig(size=SIZE)
     config = GanConfig(steps=4, batch_size=8, channels=16, z_dim=8, checkpoint_every=2)
     train_gan(patches, data, config, tmp_path / "straight", tmp_path / "live1", CPU, tmp_path / "a.pt")
-    train_gan(patches, data, GanConfig(**{**config.__dict__, "steps": 2}), tmp_path / "half", tmp_path / "live2",
+    train_gan(patches, data, dataclasses.replace(config, steps=2), tmp_path / "half", tmp_path / "live2",
               CPU, tmp_path / "b.pt")
     train_gan(patches, data, config, tmp_path / "resumed", tmp_path / "live2", CPU, tmp_path / "b.pt")
     straight, _ = load_gan(tmp_path / "straight", CPU)

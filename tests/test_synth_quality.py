@@ -54,7 +54,7 @@ def planted_generator(train_images: np.ndarray, train_masks: np.ndarray) -> Trai
 
 def test_gate_rejects_planted_near_copies_and_redraws_them(training):
     images, masks, encoder, features = training
-    config = SampleConfig(ssim_threshold=0.9, cosine_threshold=2.0, max_attempts=3)
+    config = SampleConfig(ssim_threshold=0.9, max_attempts=3)
     drawn = draw_gated(planted_generator(images, masks), np.zeros(10, np.int64), 100, encoder, images,
                        features, config)
     # Seeds 100..109: five even ones are copies; their redraws 110..114 hold three more (110, 112, 114),
@@ -82,6 +82,7 @@ def test_either_threshold_marks_a_sample_memorised():
     nearest = Nearest(ssim=np.array([0.95, 0.5, 0.5]), ssim_index=np.zeros(3, int),
                       cosine=np.array([0.1, 0.9995, 0.5]), cosine_index=np.zeros(3, int))
     assert memorised(nearest, 0.9, 0.999).tolist() == [True, True, False]
+    assert memorised(nearest, 0.9).tolist() == [True, False, False]
 
 
 def test_kid_and_fid_are_near_zero_for_one_distribution_and_grow_with_a_shift():

@@ -6,6 +6,7 @@ and write outputs; dvc.yaml lists their deps, params and outs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -185,7 +186,7 @@ def evaluate(patches: Path, models: Path, metrics: Path, plots_dir: Path, params
     sample_config = read_section(params_path, "sample", SampleConfig)
     data_config = read_section(params_path, "data", DataConfig)
     encoder_config = read_config(models / ENCODER_FOLDER / "config.json", "encoder", EncoderConfig)
-    classifier_config = EncoderConfig(**{**encoder_config.__dict__, "steps": config.classifier_steps})
+    classifier_config = dataclasses.replace(encoder_config, steps=config.classifier_steps)
     device = pick_device()
     encoder = load_encoder(models / ENCODER_FOLDER, encoder_config, device)
     train_set = load_training_patches(patches, data_config)
@@ -200,7 +201,7 @@ def evaluate(patches: Path, models: Path, metrics: Path, plots_dir: Path, params
     for name, generator in load_generators(config.generators, models, device, params_path, data_config).items():
         results[name] = evaluate_generator(generator, encoder, train_set, train_features, held_out, real_scores,
                                            config, sample_config, classifier_config, data_config.seed, device)
-        click.echo(f"synth eval {name}: KID {results[name]['kid']:.4f}, "
-                   f"precision {results[name]['precision']:.2f}, recall {results[name]['recall']:.2f}")
+        click.echo(f"synth eval {name}: KID {results[name]['kid']}, precision {results[name]['precision']}, "
+                   f"recall {results[name]['recall']}, {results[name]['memorised_rejected']} memorised")
     write_metrics(metrics, results)
     plot_utility(results, plots_dir / "utility.png")

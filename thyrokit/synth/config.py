@@ -94,7 +94,8 @@ class SampleConfig:
     batch_size: int = 64
     max_attempts: int = 4
     ssim_threshold: float = 0.9
-    cosine_threshold: float = 0.999
+    # None: feature cosine is reported but does not reject (see params.yaml for why).
+    cosine_threshold: float | None = None
     candidates: int = 16
 
 

@@ -44,6 +44,15 @@ def headline(scores: Scores, metric: str) -> float | None:
     return scores.get(HEADLINE_SPLIT, {}).get(metric)
 
 
+def fidelity_figures(real: np.ndarray, fake: np.ndarray, config: EvalConfig, seed: int) -> dict[str, float | None]:
+    """Return KID, FID, precision and recall; None for each when too few samples passed the gate."""
+    if len(fake) <= max(config.k, 2):
+        return {"kid": None, "fid": None, "precision": None, "recall": None}
+    precision, recall = precision_recall(real, fake, config.k)
+    return {"kid": kid(real, fake, config.kid_subset_size, config.kid_subsets, seed), "fid": fid(real, fake),
+            "precision": precision, "recall": recall}
+
+
 def evaluate_generator(generator: TrainedGenerator, encoder: PatchClassifier, train: PatchSet,
                        train_features: np.ndarray, held_out: dict[str, tuple[np.ndarray, np.ndarray]],
                        real_scores: Scores, config: EvalConfig, sample_config: SampleConfig,
@@ -54,8 +63,7 @@ def evaluate_generator(generator: TrainedGenerator, encoder: PatchClassifier, tr
     wanted = {name: max(config.samples_per_class, deficits[name]) for name in classes}
     labels = deficit_labels(train.rows, classes, wanted, np.random.default_rng(seed))
     drawn = draw_gated(generator, labels, seed, encoder, train.images, train_features, sample_config)
-    fake_features = encode(encoder, drawn.images)
-    precision, recall = precision_recall(train_features, fake_features, config.k)
+    fidelity = fidelity_figures(train_features, encode(encoder, drawn.images), config, seed)
 
     real_classes = np.asarray([classes.index(p) for p in train.rows["pathology"]], dtype=np.int64)
     synthetic_classes = drawn.labels // LEVELS
@@ -65,20 +73,20 @@ def evaluate_generator(generator: TrainedGenerator, encoder: PatchClassifier, tr
     mixed_scores = train_and_score(mixed_images, mixed_classes, held_out, classifier_config, seed, device,
                                    f"{generator.name}: real+synthetic")
     tstr = first_per_class(synthetic_classes, {i: config.samples_per_class for i in range(len(classes))})
-    tstr_scores = train_and_score(drawn.images[tstr], synthetic_classes[tstr], held_out, classifier_config, seed,
-                                  device, f"{generator.name}: synthetic only")
+    tstr_scores: Scores = {}
+    if len(np.unique(synthetic_classes[tstr])) == len(classes):  # else too few samples passed the gate
+        tstr_scores = train_and_score(drawn.images[tstr], synthetic_classes[tstr], held_out, classifier_config,
+                                      seed, device, f"{generator.name}: synthetic only")
     return {
         "generator": f"{generator.name}:{generator.version}",
         "samples": int(len(drawn.labels)),
-        "kid": kid(train_features, fake_features, config.kid_subset_size, config.kid_subsets, seed),
-        "fid": fid(train_features, fake_features),
-        "precision": precision,
-        "recall": recall,
+        **fidelity,
         "memorised_rejected": drawn.memorised_rejected,
         "empty_mask_rejected": drawn.empty_mask_rejected,
         "nn_ssim_max": float(drawn.nn_ssim.max()),
         "nn_ssim_median": float(np.median(drawn.nn_ssim)),
         "nn_cosine_max": float(drawn.nn_cosine.max()),
+        "nn_cosine_median": float(np.median(drawn.nn_cosine)),
         "balanced_accuracy_real": headline(real_scores, "balanced_accuracy"),
         "balanced_accuracy_real_plus_synth": headline(mixed_scores, "balanced_accuracy"),
         "auc_real": headline(real_scores, "auc"),

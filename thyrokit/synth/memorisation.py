@@ -39,10 +39,19 @@ def pixel_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * x @ y.T
 
 
+def standardise(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Centre and scale features by the mean and spread of `reference`, dimension by dimension."""
+    return (features - reference.mean(axis=0)) / (reference.std(axis=0) + 1e-8)
+
+
 def nearest_training(samples: np.ndarray, sample_features: np.ndarray, train: np.ndarray,
                      train_features: np.ndarray, candidates: int = 16) -> Nearest:
-    """Find each generated patch's nearest training patch by SSIM and by feature cosine."""
-    cosines = cosine_matrix(sample_features, train_features)
+    """Find each generated patch's nearest training patch by SSIM and by feature cosine.
+
+    Features are standardised by the training set first: raw pooled ReLU features all
+    point the same way (any two patches have cosine ~0.9999), which would hide copies.
+    """
+    cosines = cosine_matrix(standardise(sample_features, train_features), standardise(train_features, train_features))
     distances = pixel_distances(samples, train)
     k = min(candidates, len(train))
     by_pixels = np.argsort(distances, axis=1, kind="stable")[:, :k]
@@ -63,6 +72,9 @@ def nearest_training(samples: np.ndarray, sample_features: np.ndarray, train: np
     )
 
 
-def memorised(nearest: Nearest, ssim_threshold: float, cosine_threshold: float) -> np.ndarray:
-    """Return which samples are too close to a training patch to be released."""
-    return (nearest.ssim >= ssim_threshold) | (nearest.cosine >= cosine_threshold)
+def memorised(nearest: Nearest, ssim_threshold: float, cosine_threshold: float | None = None) -> np.ndarray:
+    """Return which samples are too close to a training patch to be released (cosine: only if a threshold is set)."""
+    too_close = nearest.ssim >= ssim_threshold
+    if cosine_threshold is not None:
+        too_close |= nearest.cosine >= cosine_threshold
+    return too_close
