@@ -11,7 +11,7 @@ from thyrokit.synth.data import to_tensor
 from thyrokit.synth.encoder import encode, train_classifier
 from thyrokit.synth.fidelity import fid, kid, precision_recall
 from thyrokit.synth.memorisation import Nearest, memorised, nearest_training
-from thyrokit.synth.sample import TrainedGenerator, draw_gated
+from thyrokit.synth.sample import TrainedGenerator, clean_mask, draw_gated
 from thyrokit.synth.utility import balanced_accuracy, roc_auc
 
 SIZE = 16
@@ -108,3 +108,15 @@ def test_utility_scores():
     assert roc_auc(truth, np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.95])) == pytest.approx(7 / 8)
     assert roc_auc(truth, np.full(6, 0.5)) == 0.5
     assert roc_auc(np.zeros(3, int), np.ones(3)) is None
+
+
+def test_generated_masks_are_cleaned_to_one_filled_region():
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[3:11, 3:11] = 255
+    mask[6, 6] = 0  # a hole
+    mask[14, 14] = 255  # a speckle island
+    cleaned = clean_mask(mask)
+    expected = np.zeros_like(mask)
+    expected[3:11, 3:11] = 255
+    assert np.array_equal(cleaned, expected)
+    assert not clean_mask(np.zeros_like(mask)).any()

@@ -34,11 +34,9 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     """Return the Frechet distance between Gaussians fitted to two (N, D) feature sets."""
     mu_real, mu_fake = real.mean(axis=0), fake.mean(axis=0)
     cov_real, cov_fake = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    root = linalg.sqrtm(cov_real @ cov_fake)
-    if not np.isfinite(root).all():
-        # A near-singular product: nudge both covariances, as the reference implementation does.
-        offset = np.eye(len(cov_real)) * 1e-6
-        root = linalg.sqrtm((cov_real + offset) @ (cov_fake + offset))
+    # A small ridge keeps the product invertible when some feature dimensions are constant (dead ReLUs).
+    ridge = np.eye(len(cov_real)) * 1e-6
+    root = linalg.sqrtm((cov_real + ridge) @ (cov_fake + ridge))
     return float(((mu_real - mu_fake) ** 2).sum() + np.trace(cov_real + cov_fake - 2 * root.real))
 
 

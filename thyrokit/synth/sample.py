@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import polars as pl
 import torch
+from scipy.ndimage import binary_fill_holes
 
 from thyrokit.contract import NODULES, PATCHES, write_table
 from thyrokit.pixels import encode_png, write_shards
@@ -67,16 +69,25 @@ def load_generator(name: str, folder: str | os.PathLike, device: torch.device,
     raise ValueError(f"unknown generator '{name}'; known: {list(GENERATORS)}")
 
 
+def clean_mask(mask: np.ndarray) -> np.ndarray:
+    """Return a 0/255 mask reduced to its largest connected region, holes filled (one nodule per patch)."""
+    count, regions, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return np.where(binary_fill_holes(regions == largest), 255, 0).astype(np.uint8)
+
+
 def draw_pairs(generator: TrainedGenerator, labels: np.ndarray, seeds: list[int],
                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return uint8 patches and 0/255 masks for `labels`, in batches."""
+    """Return uint8 patches and cleaned 0/255 masks for `labels`, in batches."""
     size = generator.data.size
     images, masks = [np.zeros((0, size, size), np.uint8)], [np.zeros((0, size, size), np.uint8)]
     for start in range(0, len(labels), batch_size):
         pairs = generator.draw(torch.from_numpy(labels[start:start + batch_size]), seeds[start:start + batch_size])
         image, mask = from_tensor(pairs)
         images.append(image)
-        masks.append(mask)
+        masks.append(np.stack([clean_mask(m) for m in mask]))
     return np.concatenate(images), np.concatenate(masks)
 
 
