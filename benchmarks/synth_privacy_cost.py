@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 
 from thyrokit.device import pick_device
 from thyrokit.params import load_params
@@ -33,8 +34,11 @@ from thyrokit.synth.sample import draw_pairs, load_generator
 @click.option("--noise", "noises", multiple=True, type=float, default=(0.5, 1.0), show_default=True,
               help="DP-SGD noise multipliers to compare with the non-private run")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
-def main(patches: Path, steps: int, noises: tuple[float, ...], params_path: str) -> None:
+@click.option("--threads", default=0, show_default=True, help="torch CPU threads; 0 = default")
+def main(patches: Path, steps: int, noises: tuple[float, ...], params_path: str, threads: int) -> None:
     """Print fidelity figures and epsilon for the GAN without DP and with each noise multiplier."""
+    if threads:
+        torch.set_num_threads(threads)
     section = load_params("synth", params_path)
     data = from_params(DataConfig, section.get("data"), "synth.data")
     base = dataclasses.replace(from_params(GanConfig, section.get("gan"), "synth.gan"), steps=steps)

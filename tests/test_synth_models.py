@@ -13,6 +13,7 @@ from thyrokit.synth.config import (DataConfig, DiffusionConfig, GanConfig, Priva
 from thyrokit.synth.data import decode_label, encode_label, from_tensor, load_training_patches
 from thyrokit.synth.diffusion import load_diffusion, make_train_scheduler, make_unet, sample, save_diffusion
 from thyrokit.synth.gan import Generator, generate
+from thyrokit.synth.diffusion_training import train_diffusion
 from thyrokit.synth.gan_training import load_gan, train_gan
 
 SIZE = 16
@@ -102,7 +103,17 @@ def test_resumed_gan_training_matches_an_uninterrupted_run(patches, tmp_path):
     resumed, _ = load_gan(tmp_path / "resumed", CPU)
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
+    assert (tmp_path / "straight/generator.pt").read_bytes() == (tmp_path / "resumed/generator.pt").read_bytes()
     assert (tmp_path / "live1" / "plots" / "metrics" / "gan" / "loss_d.tsv").is_file()
+
+
+def test_diffusion_training_is_byte_identical_across_runs(patches, tmp_path):
+    data = DataConfig(size=SIZE)
+    weights = []
+    for run in ("first", "second"):
+        train_diffusion(patches, data, TINY_DIFFUSION, tmp_path / run, tmp_path / f"live-{run}", CPU)
+        weights.append((tmp_path / run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes())
+    assert weights[0] == weights[1]
 
 
 def test_dp_gan_reports_a_privacy_budget_that_shrinks_with_more_noise(patches, tmp_path):
