@@ -68,6 +68,8 @@ def test_push_annotate_pull_push_again(studio_env, tmp_path):
 
     studio = connect()
     tasks = tasks_by_image(studio, "round trip")
+    project = studio.client.projects.get(find_project(studio, "round trip"))
+    assert (project.sampling, project.model_version) == ("Uncertainty sampling", studio_data.MODEL_VERSION)
     by_id = sorted(tasks.values(), key=lambda task: task["id"])
     # Most uncertain first, and its prediction has the lowest score (served first).
     assert [task["data"]["image_id"] for task in by_id] == studio_data.image_ids(6)[::-1]
@@ -133,6 +135,7 @@ def test_new_model_version_replaces_predictions_and_keeps_annotations(studio_env
     assert (first.tasks_created, second.tasks_created, second.predictions_replaced) == (3, 0, 3)
     tasks = tasks_by_image(studio, "new model")
     assert all([p["model_version"] for p in task["predictions"]] == ["v2"] for task in tasks.values())
+    assert studio.client.projects.get(first.project_id).model_version == "v2"  # annotators see the new ones
     assert len(tasks["img-0000"]["annotations"]) == 1
 
 

@@ -75,8 +75,8 @@ def studio_call(studio: Studio, what: str) -> Iterator[None]:
                           f"({type(error).__name__}); is it running? (`thyrokit annotate server`)") from None
 
 
-def find_or_create_project(studio: Studio, title: str, label_config: str) -> int:
-    """Return the id of the project called `title`, creating it (or updating its config) as needed."""
+def find_or_create_project(studio: Studio, title: str, label_config: str, settings: dict[str, Any]) -> int:
+    """Return the id of the project called `title`, created or updated to `label_config` and `settings`."""
     with studio_call(studio, f"find project '{title}'"):
         found = [project for project in studio.client.projects.list(title=title) if project.title == title]
     if len(found) > 1:
@@ -84,13 +84,20 @@ def find_or_create_project(studio: Studio, title: str, label_config: str) -> int
                           f"rename all but one")
     if not found:
         with studio_call(studio, f"create project '{title}'"):
-            return studio.client.projects.create(title=title, label_config=label_config,
+            return studio.client.projects.create(title=title, label_config=label_config, **settings,
                                                  request_options=NO_RETRY).id
-    project = found[0]
-    if (project.label_config or "").strip() != label_config.strip():
-        with studio_call(studio, f"update the labelling config of project '{title}'"):
-            studio.client.projects.update(project.id, label_config=label_config)
-    return project.id
+    set_project(studio, found[0].id, label_config=label_config, **settings)
+    return found[0].id
+
+
+def set_project(studio: Studio, project_id: int, **settings: Any) -> None:
+    """Update the project's settings that differ from `settings`."""
+    with studio_call(studio, "read the project's settings"):
+        project = studio.client.projects.get(project_id)
+    changed = {name: value for name, value in settings.items() if getattr(project, name, None) != value}
+    if changed:
+        with studio_call(studio, f"update the project's {', '.join(sorted(changed))}"):
+            studio.client.projects.update(project_id, **changed)
 
 
 def find_project(studio: Studio, title: str) -> int:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from thyrokit.annotate.studio import config
 from thyrokit.annotate.studio.client import (NO_RETRY, Studio, ensure_local_storage, find_or_create_project,
-                                             list_tasks, studio_call)
+                                             list_tasks, set_project, studio_call)
 from thyrokit.annotate.studio.tasks import prediction, prediction_result, task_data
 from thyrokit.atomic import write_bytes
 from thyrokit.contract import IMAGES, NODULES, UNCERTAINTY, read_table
@@ -78,6 +78,15 @@ def push_queue(inputs: PushInputs, report: PushReport) -> list[dict[str, Any]]:
     for image_id in queue.filter(pl.col("path").is_null()).get_column("image_id").to_list():
         report.problems.append(f"image {image_id}: in the uncertainty table but not in the images table")
     return queue.filter(pl.col("path").is_not_null()).to_dicts()
+
+
+# Label Studio serves the lowest prediction score first under uncertainty sampling.
+PROJECT_SETTINGS = {"sampling": "Uncertainty sampling", "show_collab_predictions": True}
+
+
+def pushed_model_version(uncertainty: pl.DataFrame) -> str | None:
+    """Return the model version of the pushed predictions (the most informative image's, if several)."""
+    return uncertainty.sort("rank", "image_id").item(0, "model_version") if uncertainty.height else None
 
 
 def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -138,7 +147,7 @@ def push(studio: Studio, inputs: PushInputs, files_dir: str | os.PathLike, proje
     queue = push_queue(inputs, report)
     serve_dir = Path(files_dir).resolve() / SERVE_FOLDER
     serve_dir.mkdir(parents=True, exist_ok=True)
-    report.project_id = find_or_create_project(studio, project_title, config.labelling_config())
+    report.project_id = find_or_create_project(studio, project_title, config.labelling_config(), PROJECT_SETTINGS)
     ensure_local_storage(studio, report.project_id, serve_dir)
     existing = index_tasks(list_tasks(studio, report.project_id), report)
 
@@ -153,6 +162,11 @@ def push(studio: Studio, inputs: PushInputs, files_dir: str | os.PathLike, proje
             report.predictions_replaced += len(stale_predictions)
             report.data_updated += len(stale_data)
             progress.update(len(batch))
+    # Label Studio pre-fills the editor only with predictions of the project's model version,
+    # and accepts a version only once predictions of it exist.
+    version = pushed_model_version(inputs.uncertainty)
+    if version is not None:
+        set_project(studio, report.project_id, model_version=version)
     return report
 
 
