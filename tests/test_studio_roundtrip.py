@@ -24,6 +24,7 @@ import studio_data
 from studio_server import free_port
 from thyrokit.annotate.cli import annotate
 from thyrokit.annotate.studio.client import StudioError, connect, export_annotated, find_project, list_tasks
+from thyrokit.annotate.studio.config import labelling_config
 from thyrokit.annotate.studio.push import push, read_push_inputs
 from thyrokit.annotate.studio.tasks import brush_result, choice_result
 from thyrokit.contract import NODULES, read_table
@@ -70,6 +71,7 @@ def test_push_annotate_pull_push_again(studio_env, tmp_path):
     tasks = tasks_by_image(studio, "round trip")
     project = studio.client.projects.get(find_project(studio, "round trip"))
     assert (project.sampling, project.model_version) == ("Uncertainty sampling", studio_data.MODEL_VERSION)
+    assert project.label_config == labelling_config()
     by_id = sorted(tasks.values(), key=lambda task: task["id"])
     # Most uncertain first, and its prediction has the lowest score (served first).
     assert [task["data"]["image_id"] for task in by_id] == studio_data.image_ids(6)[::-1]

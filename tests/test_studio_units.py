@@ -86,7 +86,9 @@ def test_pull_reads_masks_boxes_choices_and_resolves_conflicts(tmp_path):
                        + [box_result("r1b", (10, 5, 24, 19), HEIGHT, WIDTH), box_only]),
             annotation(11, 2, "2026-01-01T09:00:00Z", nodule("r9", b)),  # older: loses, counted in agreement
         ]},
-        {"id": 2, "data": {"image_id": "img-b"}, "annotations": [annotation(12, 1, "2026-01-02T10:00:00Z", [])]},
+        {"id": 2, "data": {"image_id": "img-b"}, "annotations": [
+            annotation(12, 1, "2026-01-02T10:00:00Z", []),
+            annotation(16, 2, "2026-01-05T10:00:00Z", nodule("w", np.full((HEIGHT // 2, WIDTH), 255, np.uint8)))]},
         {"id": 3, "data": {"image_id": "img-gone"}, "annotations": [annotation(13, 1, "2026-01-02T10:00:00Z", [])]},
         {"id": 4, "data": {"image_id": "img-c"}, "annotations": [
             annotation(14, 1, "2026-01-02T10:00:00Z", [brush_result("x", a) | {"from_name": "lesion"}]),
@@ -119,6 +121,7 @@ def test_pull_reads_masks_boxes_choices_and_resolves_conflicts(tmp_path):
     assert "task 3 is for image img-gone, not in the images table" in problems
     assert "task 4 annotation 14: 'from_name' 'lesion' not found" in problems
     assert "task 4 annotation 15: region e has an empty mask" in problems
+    assert "task 2 annotation 16: region w was drawn on a 24x64 image, the image is 48x64; skipped" in problems
 
 
 def test_agreement_of_identical_and_disjoint_masks():

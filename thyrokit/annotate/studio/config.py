@@ -20,8 +20,8 @@ PATHOLOGY_FROM_CONTRACT = {value: key for key, value in PATHOLOGY_TO_CONTRACT.it
 
 @lru_cache(maxsize=1)
 def labelling_config() -> str:
-    """Return the labelling config XML."""
-    return resources.files(__package__).joinpath("labelling_config.xml").read_text(encoding="utf-8")
+    """Return the labelling config XML (stripped, as Label Studio stores it, so it compares equal)."""
+    return resources.files(__package__).joinpath("labelling_config.xml").read_text(encoding="utf-8").strip()
 
 
 @lru_cache(maxsize=1)
