@@ -213,8 +213,8 @@ def absolute(frame: pl.DataFrame, column: str, folder: Path, alias: str) -> pl.D
         .otherwise(None).alias(alias))
 
 
-def write_montage(examples: dict[str, list[np.ndarray]], path: str | os.PathLike) -> None:
-    """Plot a row of example patches per class into a PNG."""
+def write_montage(examples: dict[str, list[tuple[np.ndarray, np.ndarray]]], path: str | os.PathLike) -> None:
+    """Plot a row of example (patch, mask) pairs per class into a PNG, each mask as an outline."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,7 +232,9 @@ def write_montage(examples: dict[str, list[np.ndarray]], path: str | os.PathLike
             ax.set_yticks([])
             ax.set_frame_on(False)
             if column < len(examples.get(name, [])):
-                ax.imshow(examples[name][column], cmap="gray", vmin=0)
+                patch, mask = examples[name][column]
+                ax.imshow(patch, cmap="gray", vmin=0)
+                ax.contour(mask, levels=[127], colors="yellow", linewidths=0.6)
         axes[row][0].set_ylabel(name, rotation=0, ha="right", va="center")
     figure.suptitle("ROI patches per pathology")
     with atomic_path(path) as tmp:
@@ -291,7 +293,7 @@ def build_roi(images_path: str | os.PathLike, nodules_path: str | os.PathLike, o
             })
             shown = examples.setdefault(nodule["pathology"], [])
             if len(shown) < montage_per_class:
-                shown.append(decode_png(patch.png))
+                shown.append((decode_png(patch.png), decode_png(patch.mask_png)))
     patches = write_table(pl.DataFrame(rows, schema=dict(PATCHES.schema)),
                           out_dir / "patches.parquet", PATCHES)
     write_montage(examples, out_dir / "montage.png")
