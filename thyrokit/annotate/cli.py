@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from thyrokit.atomic import write_text
+from thyrokit.contract import ContractError
 from thyrokit.params import load_params
-from thyrokit.secret import load_secret
+from thyrokit.secret import SecretError, load_secret
 
 
 @click.group()
@@ -37,8 +38,11 @@ def labels_command(labels_dir: Path, ingest_dir: Path, out_dir: Path, studio_exp
     from thyrokit.annotate.labels import build_labels
 
     params = load_params("labels", params_path)
-    report = build_labels(labels_dir, ingest_dir, out_dir, load_secret(), studio_export,
-                          workers=params.get("workers") or None)
+    try:
+        report = build_labels(labels_dir, ingest_dir, out_dir, load_secret(), studio_export,
+                              workers=params.get("workers") or None)
+    except (SecretError, ContractError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
     for line in report.problems + report.warnings:
         click.echo(str(line), err=True)
     if metrics_path is not None:

@@ -372,6 +372,7 @@ def build_labels(labels_dir: str | os.PathLike, ingest_dir: str | os.PathLike, o
     if studio_export is not None and Path(studio_export).is_file():
         studio_nodules, studio_labelled = read_studio_export(Path(studio_export))
         studio_nodules = drop_unknown_images(studio_nodules, images, report)
+        studio_labelled = studio_labelled.join(images.select("image_id"), on="image_id", how="semi")
     replaced = set(studio_labelled.get_column("image_id").to_list()) | set(
         studio_nodules.get_column("image_id").to_list())
 
