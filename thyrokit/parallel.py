@@ -9,6 +9,7 @@ at once, so memory stays flat however many items there are.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,7 +58,10 @@ def map_batches(fn: Callable[[In], Out], items: Iterable[In], *, workers: int | 
                 yield from _run_batch(fn, batch)
                 progress.update(len(batch))
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Not "fork": a forked child inherits the locks of polars' and torch's thread pools
+        # mid-use and can hang forever on its first table read.
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             pending: deque[tuple[Future, int]] = deque()
             for batch in _batches(items, batch_size):
                 pending.append((pool.submit(_run_batch, fn, batch), len(batch)))
