@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,10 +12,12 @@ from click.testing import CliRunner
 
 from thyrokit.cli import main
 from thyrokit.contract import IMAGES, NODULES, read_table, write_table
+from thyrokit.pipelines.leakage import audit_leakage, look_alike_patients, summarise
 from thyrokit.pipelines.split import (
     ASSIGNMENT, SplitError, SplitParams, allocate, apply_assignment, assign_splits, nnunet_folds,
     patient_table,
 )
+from thyrokit.pipelines.split_report import suspected_duplicates
 from thyrokit.pixels import encode_png, read_image, write_shards
 
 PARAMS = SplitParams(seed=13, ratios={"train": 0.7, "validation": 0.15, "test": 0.15}, folds=5,
@@ -298,3 +301,82 @@ def test_split_command_reports_bad_params_in_one_line(tmp_path, monkeypatch):
     assert result.output.strip().splitlines() == [
         "Error: split.ratios must be non-negative and sum to 1, got {'train': 0.9, 'test': 0.2}"]
     assert not (tmp_path / "out").exists() and not (tmp_path / "assignment.parquet").exists()
+
+
+def with_hashes(images: pl.DataFrame, copies: dict[str, str] | None = None, seed: int = 0) -> pl.DataFrame:
+    """Give every image a random phash; `copies` maps an image to the image whose hash it repeats, 1 bit off."""
+    rng = np.random.default_rng(seed)
+    hashes = dict(zip(images.get_column("image_id").to_list(),
+                      (int(value) for value in rng.integers(0, 2**63, images.height, dtype=np.uint64))))
+    for image, original in (copies or {}).items():
+        hashes[image] = hashes[original] ^ 1
+    return images.with_columns(pl.col("image_id").replace_strict({k: f"{v:016x}" for k, v in hashes.items()}).alias("phash"))
+
+
+def linked_split(images, nodules, params=PARAMS, previous=None):
+    images, nodules = conformed(images, nodules)
+    look_alikes = look_alike_patients(images, params.phash_max_distance)
+    patients = patient_table(images, nodules, params, look_alikes)
+    assignment, _ = assign_splits(patients, params, previous)
+    return assignment, patients, suspected_duplicates(look_alikes, patients, assignment)
+
+
+def split_of(assignment: pl.DataFrame) -> dict[str, str]:
+    return dict(assignment.select("patient_id", "split").iter_rows())
+
+
+def apart_without_links(images, nodules) -> tuple[str, str]:
+    """Return two development patients that a split without look-alike links puts in different splits."""
+    _, assignment, _ = run_split(images, nodules)
+    where = split_of(assignment)
+    train = next(p for p, s in sorted(where.items()) if s == "train")
+    other = next(p for p, s in sorted(where.items()) if s in ("validation", "test"))
+    return train, other
+
+
+def test_two_patients_with_a_near_identical_image_share_a_split_and_are_reported():
+    images, nodules = make_dataset(0, 40)
+    first, second = apart_without_links(images, nodules)
+    copy = {f"img-{second[4:]}-1": f"img-{first[4:]}-2"}
+    assignment, _, duplicates = linked_split(with_hashes(images, copy), nodules)
+    assert split_of(assignment)[first] == split_of(assignment)[second]
+    folds = dict(assignment.select("patient_id", "fold").iter_rows())
+    assert folds[first] == folds[second]
+    row, = duplicates.to_dicts()
+    assert (row["patient_id"], row["other_patient_id"], row["distance"], row["status"]) == (first, second, 1, "linked")
+    assert (row["image_id"], row["other_image_id"]) == (f"img-{first[4:]}-2", f"img-{second[4:]}-1")
+
+
+def test_a_chain_of_look_alikes_stops_at_the_group_cap_and_says_so():
+    images, nodules = make_dataset(0, 12, frames=1)
+    # Each patient's scan is one bit from the previous one's: a chain over all 12.
+    base = int(with_hashes(images.head(1)).get_column("phash")[0], 16)
+    images = images.with_columns(pl.Series("phash", [f"{base ^ ((1 << n) - 1):016x}" for n in range(12)]))
+    params = dataclasses.replace(PARAMS, phash_max_distance=1, max_group_patients=4, external_sites=())
+    _, patients, duplicates = linked_split(images, nodules, params)
+    sizes = patients.group_by("group").len().get_column("len").sort(descending=True).to_list()
+    assert sizes == [4, 4, 4]
+    assert duplicates.height == 11
+    assert duplicates.get_column("status").value_counts().sort("status").rows() == [
+        ("linked", 9), ("not linked: group cap", 2)]
+
+
+def test_a_stored_assignment_wins_over_look_alike_links_and_new_look_alikes_follow_it():
+    images, nodules = make_dataset(0, 40)
+    first, second = apart_without_links(images, nodules)
+    _, stored, _ = run_split(images, nodules)
+    later, later_nodules = make_dataset(40, 5)
+    newcomer, host = "pat-00040", next(p for p in sorted(split_of(stored)) if p not in (first, second))
+    copies = {f"img-{second[4:]}-1": f"img-{first[4:]}-2", "img-00040-0": f"img-{host[4:]}-0"}
+    grown = with_hashes(pl.concat([images, later]), copies)
+    assignment, _, duplicates = linked_split(grown, pl.concat([nodules, later_nodules]), previous=stored)
+    where, before = split_of(assignment), split_of(stored)
+    assert all(where[patient] == split for patient, split in before.items())  # no stored patient moves
+    assert where[newcomer] == where[host]
+    statuses = {(row["patient_id"], row["other_patient_id"]): row["status"] for row in duplicates.to_dicts()}
+    assert statuses[(first, second)] == "apart: stored assignment"
+    assert statuses[(host, newcomer)] == "linked"
+    placed = apply_assignment(conformed(grown, nodules)[0], assignment)
+    report = audit_leakage(placed, max_distance=PARAMS.phash_max_distance)
+    assert not report["ok"] and "assignment.parquet" in summarise(report)
+    assert {row["patient_id"] for row in report["checks"]["near_duplicate_across_splits"]["rows"]} <= {first, second}

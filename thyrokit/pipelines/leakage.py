@@ -26,6 +26,17 @@ from thyrokit.contract import SPLITS
 
 HASH_BITS = 64
 MACHINE_LABELS = ("pseudo", "synthetic")
+ASSIGNMENT_FILE = "the split assignment (data/splits/assignment.parquet)"
+HOW_TO_RESOLVE = {
+    "patient_in_two_splits": f"re-run the split stage; if it persists, delete the patient's row from {ASSIGNMENT_FILE}",
+    "study_in_two_splits": f"delete the rows of all but one of the study's patients from {ASSIGNMENT_FILE} "
+                           "and re-run split: they then join that patient's split",
+    "near_duplicate_across_splits": f"delete one of the two patients' rows from {ASSIGNMENT_FILE} and re-run "
+                                    "split: it then joins the other's split (if look-alike links hit "
+                                    "split.max_group_patients, lower split.phash_max_distance instead)",
+    "machine_made_outside_train": "keep synthetic and pseudo-labelled data in train only",
+    "image_without_split": "run the split stage over these images",
+}
 
 
 def patients_in_two_splits(images: pl.DataFrame) -> pl.DataFrame:
@@ -153,6 +164,48 @@ def near_duplicates(images: pl.DataFrame, max_distance: int) -> pl.DataFrame:
     )
 
 
+def look_alike_patients(images: pl.DataFrame, max_distance: int) -> pl.DataFrame:
+    """Return the closest image pair of every two patients whose phash are within `max_distance` bits.
+
+    Splits play no part: this finds whom to keep together before splitting. One row
+    per patient pair (patient_id < other_patient_id), its closest images named.
+    """
+    rows = images.filter(pl.col("phash").is_not_null())
+    hashed = (
+        rows.with_columns(pl.Series("hash", phash_to_int(rows.get_column("phash")), dtype=pl.UInt64()))
+        .sort("image_id")
+        .group_by("hash", "patient_id", maintain_order=True)
+        .agg(pl.col("image_id").first())
+        .with_row_index("row")
+    )
+    compact = hashed.select("row", "hash", "patient_id")
+    pairs = []
+    for mask in block_masks(max_distance, hashed.height):
+        keyed = compact.with_columns((pl.col("hash") & pl.lit(mask, dtype=pl.UInt64())).alias("key"))
+        # Only buckets holding two patients can link anyone; a clip's own frames fill most buckets.
+        bucket = pl.col("patient_id")
+        shared = keyed.filter(bucket.min().over("key") != bucket.max().over("key"))
+        pairs.append(
+            shared.join(shared, on="key", suffix="_other")
+            .filter(pl.col("patient_id") < pl.col("patient_id_other"))
+            .with_columns((pl.col("hash") ^ pl.col("hash_other")).bitwise_count_ones().alias("distance"))
+            .filter(pl.col("distance") <= max_distance)
+            .select("row", "row_other", pl.col("distance").cast(pl.Int8()))
+        )
+    named = hashed.select("row", "image_id", "patient_id")
+    return (
+        pl.concat(pairs).unique()
+        .join(named, on="row")
+        .join(named.rename(lambda name: f"{name}_other"), on="row_other")
+        .sort("distance", "image_id", "image_id_other")
+        .group_by("patient_id", "patient_id_other", maintain_order=True)
+        .first()
+        .select("patient_id", pl.col("patient_id_other").alias("other_patient_id"), "image_id",
+                pl.col("image_id_other").alias("other_image_id"), "distance")
+        .sort("patient_id", "other_patient_id")
+    )
+
+
 def _empty_pairs() -> pl.DataFrame:
     return pl.DataFrame(schema={
         "image_id": pl.String(), "split": pl.String(), "patient_id": pl.String(), "n_images": pl.UInt32(),
@@ -173,7 +226,8 @@ def audit_leakage(images: pl.DataFrame, nodules: pl.DataFrame | None = None,
     }
     checks = {
         name: {"count": frame.height, "rows": frame.head(max_listed).to_dicts(),
-               "truncated": frame.height > max_listed}
+               "truncated": frame.height > max_listed,
+               **({"how_to_resolve": HOW_TO_RESOLVE[name]} if frame.height else {})}
         for name, frame in found.items()
     }
     return {
@@ -191,7 +245,7 @@ def summarise(report: dict, examples: int = 3) -> str:
     for name, check in report["checks"].items():
         if check["count"]:
             named = "; ".join(_name_row(row) for row in check["rows"][:examples])
-            parts.append(f"{check['count']} {name.replace('_', ' ')}: {named}")
+            parts.append(f"{check['count']} {name.replace('_', ' ')}: {named} -> {HOW_TO_RESOLVE[name]}")
     return "leakage: " + " | ".join(parts) if parts else "leakage: none"
 
 

@@ -1,7 +1,12 @@
 """Patient-grouped, stratified splits and cross-validation folds that stay put across versions.
 
 The unit of assignment is a *group* of patients: one patient, or several whose images
-share a study (a study can only belong to one split, so its patients travel together).
+share a study (a study can only belong to one split, so its patients travel together)
+or share a near-duplicate image (perceptual hashes within ``phash_max_distance`` bits:
+one clip or re-export filed twice, or two look-alike scans from one device; either
+way keeping them together costs nothing and prevents a leak). Look-alike links stop
+at ``max_group_patients`` patients per group, so a threshold too loose for the data
+cannot chain the whole dataset into one group.
 A group is ``external`` when any of its images comes from a held-out site or device
 (external wins for the whole group: a patient seen at an external site never trains a
 model, not even on images from another site). The other groups are shared between
@@ -61,6 +66,8 @@ class SplitParams:
     folds: int
     external_sites: tuple[str, ...] = ()
     external_devices: tuple[str, ...] = ()
+    phash_max_distance: int = 4
+    max_group_patients: int = 50
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> "SplitParams":
@@ -76,12 +83,20 @@ class SplitParams:
         folds = int(section.get("folds", 5))
         if not 2 <= folds <= 100:
             raise SplitError(f"split.folds must be between 2 and 100, got {folds}")
+        distance = int(section.get("phash_max_distance", 4))
+        if not 0 <= distance < 64:
+            raise SplitError(f"split.phash_max_distance must be between 0 and 63 bits, got {distance}")
+        max_group = int(section.get("max_group_patients", 50))
+        if max_group < 1:
+            raise SplitError(f"split.max_group_patients must be at least 1, got {max_group}")
         return cls(
             seed=int(section.get("seed", 0)),
             ratios={name: ratios.get(name, 0.0) for name in DEVELOPMENT_SPLITS},
             folds=folds,
             external_sites=tuple(section.get("external_sites") or ()),
             external_devices=tuple(section.get("external_devices") or ()),
+            phash_max_distance=distance,
+            max_group_patients=max_group,
         )
 
 
@@ -111,17 +126,43 @@ def patient_labels(images: pl.DataFrame, nodules: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def study_groups(images: pl.DataFrame) -> pl.DataFrame:
-    """Return patient_id and group: patients linked by a shared study form one group."""
-    patients = images.get_column("patient_id").unique().sort().to_list()
-    parent = {patient: patient for patient in patients}
+class PatientGroups:
+    """Union-find over patients; a group is named by its smallest patient id."""
 
-    def root(patient: str) -> str:
-        while parent[patient] != patient:
-            parent[patient] = parent[parent[patient]]
-            patient = parent[patient]
+    def __init__(self, patients: Sequence[str]) -> None:
+        self.parent = {patient: patient for patient in patients}
+        self.size = dict.fromkeys(patients, 1)
+
+    def root(self, patient: str) -> str:
+        """Return the name of `patient`'s group."""
+        while self.parent[patient] != patient:
+            self.parent[patient] = self.parent[self.parent[patient]]
+            patient = self.parent[patient]
         return patient
 
+    def join(self, first: str, other: str, limit: int | None = None) -> bool:
+        """Merge the groups of two patients unless the result would exceed `limit`; say if they are together."""
+        first, other = self.root(first), self.root(other)
+        if first == other:
+            return True
+        if limit is not None and self.size[first] + self.size[other] > limit:
+            return False
+        low, high = min(first, other), max(first, other)
+        self.parent[high] = low
+        self.size[low] += self.size.pop(high)
+        return True
+
+
+def patient_groups(images: pl.DataFrame, look_alikes: pl.DataFrame | None = None,
+                   max_group_patients: int | None = None) -> pl.DataFrame:
+    """Return patient_id and group: patients sharing a study, or a look-alike image, form one group.
+
+    Study links always hold. Look-alike pairs (from
+    :func:`thyrokit.pipelines.leakage.look_alike_patients`) are linked closest first, and
+    a link that would make a group of more than `max_group_patients` is left out.
+    """
+    patients = images.get_column("patient_id").unique().sort().to_list()
+    groups = PatientGroups(patients)
     shared = (
         images.group_by("study_id").agg(pl.col("patient_id").unique().sort())
         .filter(pl.col("patient_id").list.len() > 1)
@@ -129,15 +170,19 @@ def study_groups(images: pl.DataFrame) -> pl.DataFrame:
     )
     for members in shared:
         for member in members[1:]:
-            first, other = root(members[0]), root(member)
-            parent[max(first, other)] = min(first, other)  # the group is named by its smallest patient
+            groups.join(members[0], member)
+    if look_alikes is not None:
+        ordered = look_alikes.sort("distance", "patient_id", "other_patient_id")
+        for first, other in ordered.select("patient_id", "other_patient_id").iter_rows():
+            groups.join(first, other, max_group_patients)
     return pl.DataFrame(
-        {"patient_id": patients, "group": [root(patient) for patient in patients]},
+        {"patient_id": patients, "group": [groups.root(patient) for patient in patients]},
         schema={"patient_id": pl.String(), "group": pl.String()},
     )
 
 
-def patient_table(images: pl.DataFrame, nodules: pl.DataFrame, params: SplitParams) -> pl.DataFrame:
+def patient_table(images: pl.DataFrame, nodules: pl.DataFrame, params: SplitParams,
+                  look_alikes: pl.DataFrame | None = None) -> pl.DataFrame:
     """Return one row per patient: group, label, tirads, site and whether it is external."""
     held_out = pl.col("site").is_in(list(params.external_sites)) | pl.col("device").is_in(
         list(params.external_devices)
@@ -146,7 +191,7 @@ def patient_table(images: pl.DataFrame, nodules: pl.DataFrame, params: SplitPara
         pl.col("site").min().alias("site"), held_out.any().alias("external")
     )
     return (
-        study_groups(images)
+        patient_groups(images, look_alikes, params.max_group_patients)
         .join(patient_labels(images, nodules), on="patient_id")
         .join(places, on="patient_id")
         .sort("patient_id")

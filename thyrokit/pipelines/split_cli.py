@@ -13,11 +13,13 @@ import polars as pl
 from thyrokit.atomic import write_text
 from thyrokit.contract import IMAGES, NODULES, PATCHES, ContractError, read_table, write_table
 from thyrokit.params import DEFAULT_PARAMS, load_params
-from thyrokit.pipelines.leakage import audit_leakage, summarise
+from thyrokit.pipelines.leakage import audit_leakage, look_alike_patients, summarise
 from thyrokit.pipelines.split import (
     ASSIGNMENT, SplitError, SplitParams, apply_assignment, assign_splits, nnunet_folds, patient_table,
 )
-from thyrokit.pipelines.split_report import composition, plot_composition, split_metrics
+from thyrokit.pipelines.split_report import (
+    composition, grouping_metrics, plot_composition, split_metrics, suspected_duplicates,
+)
 from thyrokit.pixels import rebase_paths
 
 
@@ -66,10 +68,13 @@ def split(images_parquet: Path, nodules_parquet: Path, out_dir: Path, assignment
         images = read_table(images_parquet, IMAGES)
         nodules = read_table(nodules_parquet, NODULES)
         previous = read_table(assignment_path, ASSIGNMENT) if assignment_path.exists() else None
-        patients = patient_table(images, nodules, params)
+        look_alikes = look_alike_patients(images, params.phash_max_distance)
+        patients = patient_table(images, nodules, params, look_alikes)
         assignment, status = assign_splits(patients, params, previous)
         placed = apply_assignment(images, assignment)
         report = audit_leakage(placed, nodules, **audit_params(section))
+        duplicates = suspected_duplicates(look_alikes, patients, assignment)
+        report["suspected_duplicates"] = listed(duplicates, audit_params(section)["max_listed"])
 
     placed = rebase_paths(placed, "path", images_parquet.parent, out_dir)
     write_table(assignment, assignment_path, ASSIGNMENT)
@@ -80,10 +85,29 @@ def split(images_parquet: Path, nodules_parquet: Path, out_dir: Path, assignment
     if metrics_path is not None:
         metrics = split_metrics(written, patients, assignment, status)
         metrics["leakage_violations"] = sum(check["count"] for check in report["checks"].values())
+        metrics.update(grouping_metrics(duplicates, patients))
         write_json(metrics_path, metrics)
     click.echo(f"split: {len(patients)} patients ({metrics_line(status)}), {written.height} images -> {out_dir}")
+    if duplicates.height:
+        click.echo(f"split: {duplicates_line(duplicates, params.max_group_patients)}; "
+                   f"see suspected_duplicates in {out_dir / 'leakage.json'}")
     if not report["ok"]:
         raise click.ClickException(summarise(report))
+
+
+def listed(frame: pl.DataFrame, max_listed: int) -> dict:
+    """Return a table as count, its first rows and whether the rows are cut short."""
+    return {"count": frame.height, "rows": frame.head(max_listed).to_dicts(), "truncated": frame.height > max_listed}
+
+
+def duplicates_line(duplicates: pl.DataFrame, max_group_patients: int) -> str:
+    """Return how many look-alike patient pairs were kept together, and a warning for the group cap."""
+    counts = dict(duplicates.group_by("status").len().iter_rows())
+    line = f"{duplicates.height} patient pair(s) share a near-duplicate image, {counts.get('linked', 0)} kept together"
+    if counts.get("not linked: group cap"):
+        line += (f"; {counts['not linked: group cap']} not linked as the group would exceed "
+                 f"split.max_group_patients={max_group_patients} (phash_max_distance too loose for this data?)")
+    return line
 
 
 def metrics_line(status: pl.DataFrame) -> str:
