@@ -1,6 +1,7 @@
 """The generators: sample shapes and classes, exact reproduction from seeds, save/load, resume, DP-SGD."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,7 +95,7 @@ def test_translation_moves_patch_and_mask_together():
 
 def test_resumed_gan_training_matches_an_uninterrupted_run(patches, tmp_path):
     data = DataConfig(size=SIZE)
-    config = GanConfig(steps=4, batch_size=8, channels=16, z_dim=8, checkpoint_every=2)
+    config = GanConfig(steps=4, batch_size=8, channels=16, z_dim=8, checkpoint_every=2, log_every=2)
     train_gan(patches, data, config, tmp_path / "straight", tmp_path / "live1", CPU, tmp_path / "a.pt")
     train_gan(patches, data, dataclasses.replace(config, steps=2), tmp_path / "half", tmp_path / "live2",
               CPU, tmp_path / "b.pt")
@@ -104,7 +105,10 @@ def test_resumed_gan_training_matches_an_uninterrupted_run(patches, tmp_path):
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
     assert (tmp_path / "straight/generator.pt").read_bytes() == (tmp_path / "resumed/generator.pt").read_bytes()
-    assert (tmp_path / "live1" / "plots" / "metrics" / "gan" / "loss_d.tsv").is_file()
+    curve = Path("plots") / "metrics" / "gan" / "loss_d.tsv"
+    assert (tmp_path / "live1" / curve).read_text().splitlines()[1:] and all(
+        (tmp_path / "live1" / name).read_bytes() == (tmp_path / "live2" / name).read_bytes()
+        for name in (curve, Path("metrics.json")))
 
 
 def test_diffusion_training_is_byte_identical_across_runs(patches, tmp_path):

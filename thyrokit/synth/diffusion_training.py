@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import torch
-from dvclive import Live
 from tqdm.auto import tqdm
 
 from thyrokit.synth.checkpoint import fingerprint, is_due, load_checkpoint, restore, save_checkpoint, snapshot
 from thyrokit.synth.config import DataConfig, DiffusionConfig, to_dict, write_config
+from thyrokit.synth.curves import LossCurves
 from thyrokit.synth.data import PatchSet, labels_of, num_labels, to_tensor
 from thyrokit.synth.diffusion import (diffusion_loss, drop_labels, make_train_scheduler, make_unet, null_label,
                                       save_diffusion)
@@ -36,27 +36,25 @@ def train_diffusion(patches: PatchSet, data_config: DataConfig, config: Diffusio
     parts, rngs = {"unet": unet, "optimizer": optimizer}, (batch_rng, noise_rng)
     state = load_checkpoint(checkpoint, key)
     start = 0 if state is None else restore(state, parts, rngs)
+    curves = LossCurves(live_dir, "diffusion", state["curves"] if state else [])
 
-    loss = float("nan")
-    with Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None) as live:
-        for step in tqdm(range(start, config.steps), desc="diffusion", initial=start, total=config.steps,
-                         disable=None):
-            unet.train()
-            index = torch.randint(0, count, (config.batch_size,), generator=batch_rng)
-            batch_labels = drop_labels(labels[index], null_label(unet), config.label_dropout, batch_rng)
-            batch_loss = diffusion_loss(unet, scheduler, pairs[index].to(device), batch_labels.to(device), noise_rng)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            optimizer.step()
+    for step in tqdm(range(start, config.steps), desc="diffusion", initial=start, total=config.steps,
+                     disable=None):
+        unet.train()
+        index = torch.randint(0, count, (config.batch_size,), generator=batch_rng)
+        batch_labels = drop_labels(labels[index], null_label(unet), config.label_dropout, batch_rng)
+        batch_loss = diffusion_loss(unet, scheduler, pairs[index].to(device), batch_labels.to(device), noise_rng)
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        optimizer.step()
 
-            done, loss = step + 1, batch_loss.item()
-            if is_due(done, config.log_every, config.steps):
-                live.step = done
-                live.log_metric("diffusion/loss", loss)
-                live.next_step()
-            if checkpoint is not None and is_due(done, config.checkpoint_every, config.steps):
-                save_checkpoint(checkpoint, snapshot(key, done, parts, rngs))
+        done = step + 1
+        if is_due(done, config.log_every, config.steps):
+            curves.log(done, {"loss": batch_loss.item()})
+        if checkpoint is not None and is_due(done, config.checkpoint_every, config.steps):
+            save_checkpoint(checkpoint, snapshot(key, done, parts, rngs, curves=curves.history))
+    curves.finish()
 
     save_diffusion(out_dir, unet.to("cpu"), scheduler)
     write_config(Path(out_dir) / "config.json", data=data_config, diffusion=config)
-    return {"steps": config.steps, "loss": loss}
+    return {"steps": config.steps, **curves.last()}

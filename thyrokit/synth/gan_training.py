@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 
 import torch
-from dvclive import Live
 from opacus.accountants import RDPAccountant
 from tqdm.auto import tqdm
 
 from thyrokit.synth.augment import diff_augment
 from thyrokit.synth.checkpoint import fingerprint, is_due, load_checkpoint, restore, save_checkpoint, snapshot
+from thyrokit.synth.curves import LossCurves
 from thyrokit.synth.config import DataConfig, GanConfig, read_config, to_dict, write_config
 from thyrokit.synth.data import PatchSet, labels_of, num_labels, to_tensor
 from thyrokit.synth.gan import Discriminator, Generator, update_ema
@@ -75,53 +75,50 @@ def train_gan(patches: PatchSet, data_config: DataConfig, config: GanConfig, out
     if state is not None:
         start = restore(state, parts, rngs)
         accountant.history = list(state["accountant"])
+    curves = LossCurves(live_dir, "gan", state["curves"] if state else [])
 
-    losses = {"loss_d": float("nan"), "loss_g": float("nan")}
-    with Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None) as live:
-        for step in tqdm(range(start, config.steps), desc="gan", initial=start, total=config.steps, disable=None):
-            generator.train()
-            if private:
-                real_index = poisson_batch(count, sample_rate, batch_rng)
-            else:
-                real_index = torch.randint(0, count, (config.batch_size,), generator=batch_rng)
-            real, real_labels = pairs[real_index].to(device), labels[real_index].to(device)
-            # Fake labels follow the training label frequencies, independent of the real batch.
-            fake_labels = labels[torch.randint(0, count, (config.batch_size,), generator=batch_rng)].to(device)
-            z = torch.randn(config.batch_size, config.z_dim, generator=noise_rng).to(device)
+    for step in tqdm(range(start, config.steps), desc="gan", initial=start, total=config.steps, disable=None):
+        generator.train()
+        if private:
+            real_index = poisson_batch(count, sample_rate, batch_rng)
+        else:
+            real_index = torch.randint(0, count, (config.batch_size,), generator=batch_rng)
+        real, real_labels = pairs[real_index].to(device), labels[real_index].to(device)
+        # Fake labels follow the training label frequencies, independent of the real batch.
+        fake_labels = labels[torch.randint(0, count, (config.batch_size,), generator=batch_rng)].to(device)
+        z = torch.randn(config.batch_size, config.z_dim, generator=noise_rng).to(device)
 
-            set_requires_grad(discriminator, True)
-            fake = generator(z, fake_labels).detach()
-            both = diff_augment(torch.cat([real, fake]), config.diffaugment, augment_rng)
-            scores = scored(both, torch.cat([real_labels, fake_labels]))
-            loss_d = discriminator_loss(scores[:len(real)], scores[len(real):])
-            optimizer_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            optimizer_d.step()
-            if private:
-                accountant.step(noise_multiplier=config.privacy.noise_multiplier, sample_rate=sample_rate)
+        set_requires_grad(discriminator, True)
+        fake = generator(z, fake_labels).detach()
+        both = diff_augment(torch.cat([real, fake]), config.diffaugment, augment_rng)
+        scores = scored(both, torch.cat([real_labels, fake_labels]))
+        loss_d = discriminator_loss(scores[:len(real)], scores[len(real):])
+        optimizer_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        optimizer_d.step()
+        if private:
+            accountant.step(noise_multiplier=config.privacy.noise_multiplier, sample_rate=sample_rate)
 
-            set_requires_grad(discriminator, False)
-            fake = diff_augment(generator(z, fake_labels), config.diffaugment, augment_rng)
-            optimizer_g.zero_grad(set_to_none=True)
-            with per_sample_grads_off(scored):
-                loss_g = -scored(fake, fake_labels).mean()
-                loss_g.backward()
-            optimizer_g.step()
-            update_ema(ema, generator, config.ema_decay)
+        set_requires_grad(discriminator, False)
+        fake = diff_augment(generator(z, fake_labels), config.diffaugment, augment_rng)
+        optimizer_g.zero_grad(set_to_none=True)
+        with per_sample_grads_off(scored):
+            loss_g = -scored(fake, fake_labels).mean()
+            loss_g.backward()
+        optimizer_g.step()
+        update_ema(ema, generator, config.ema_decay)
 
-            done = step + 1
-            losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
-            if is_due(done, config.log_every, config.steps):
-                live.step = done
-                for name, value in losses.items():
-                    live.log_metric(f"gan/{name}", value)
-                live.next_step()
-            if checkpoint is not None and is_due(done, config.checkpoint_every, config.steps):
-                save_checkpoint(checkpoint, snapshot(key, done, parts, rngs, accountant=list(accountant.history)))
+        done = step + 1
+        if is_due(done, config.log_every, config.steps):
+            curves.log(done, {"loss_d": loss_d.item(), "loss_g": loss_g.item()})
+        if checkpoint is not None and is_due(done, config.checkpoint_every, config.steps):
+            save_checkpoint(checkpoint, snapshot(key, done, parts, rngs, accountant=list(accountant.history),
+                                                 curves=curves.history))
+    curves.finish()
 
     save_checkpoint(out_dir / WEIGHTS, {name: value.cpu() for name, value in ema.state_dict().items()})
     write_config(out_dir / "config.json", data=data_config, gan=config)
-    metrics = {"steps": config.steps, **losses}
+    metrics = {"steps": config.steps, **curves.last()}
     if private:
         metrics["epsilon"] = epsilon(accountant, config.privacy.delta)
         metrics["delta"] = config.privacy.delta
