@@ -76,6 +76,14 @@ def test_train_sample_eval_balances_the_train_split_only(tmp_path, monkeypatch):
         assert sorted(figures[name]["splits"]) == ["external", "test", "validation"]
     assert Path("plots/eval/utility.png").is_file()
 
+    # A target already met (0.3 x 30 benign = 9 < 10 malignant) writes valid, empty tables.
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["synth"]["sample"]["target_ratio"] = 0.3
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run("synth", "sample", "roi/patches.parquet", "models", "balanced", "--metrics", "metrics/balanced.json")
+    assert read_table("balanced/patches.parquet", PATCHES).is_empty()
+    assert read_table("balanced/nodules.parquet", NODULES).is_empty()
+
 
 def test_a_class_without_real_train_patches_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -9,6 +9,7 @@ q = batch / N), which is what the RDP accountant's epsilon assumes.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -19,6 +20,10 @@ from opacus.validators import ModuleValidator
 from torch import nn
 
 from thyrokit.synth.config import PrivacyConfig
+
+# Opacus hooks every layer for backward; torch warns that the discriminator's first layer
+# gets no input gradient in the discriminator's own step, which is expected and harmless.
+warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
 
 
 def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, config: PrivacyConfig,
