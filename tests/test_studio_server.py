@@ -61,8 +61,11 @@ def test_server_command_prints_how_to_connect_without_the_token(tmp_path):
                              headers={"Authorization": f"Token {prepare_home(root).token()}"})
         assert projects.status_code == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(60)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        finally:
+            process.kill()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from label_studio_sdk.converter.brush import decode_rle
+from label_studio_sdk.converter.brush import decode_rle as sdk_decode_rle
 
 from studio_data import HEIGHT, WIDTH, disc
 from thyrokit.annotate.studio import config
 from thyrokit.annotate.studio.agreement import dice, iou
 from thyrokit.annotate.studio.pull import PullReport, box_to_pixels, pull_tables
-from thyrokit.annotate.studio.rle import RleError, decode_mask, encode_mask
+from thyrokit.annotate.studio.rle import RleError, decode_mask, decode_rle, encode_mask
 from thyrokit.annotate.studio.tasks import (box_result, box_value, brush_result, choice_result, prediction,
                                             prediction_result, prediction_score)
 from thyrokit.annotate.tirads import ECHOGENIC_FOCI, FEATURES
@@ -24,14 +24,15 @@ SIZES = {"img-a": (HEIGHT, WIDTH), "img-b": (HEIGHT, WIDTH), "img-c": (HEIGHT, W
 def test_brush_rle_round_trip_is_pixel_exact_and_0_255():
     mask = np.random.default_rng(0).random((37, 53)) > 0.6  # ragged, many runs
     rle = encode_mask(mask.astype(np.uint8))  # 0/1 in: Label Studio needs 255 to show it
-    alpha = decode_rle(bytes(rle)).reshape(37, 53, 4)[:, :, 3]
+    assert np.array_equal(decode_rle(rle, 37 * 53 * 4), sdk_decode_rle(bytes(rle)))
+    alpha = sdk_decode_rle(bytes(rle)).reshape(37, 53, 4)[:, :, 3]
     assert set(np.unique(alpha)) == {0, 255}
     assert np.array_equal(decode_mask(rle, 37, 53), np.where(mask, 255, 0).astype(np.uint8))
 
 
 def test_a_wrong_sized_rle_is_refused():
     rle = encode_mask(disc(0))
-    with pytest.raises(RleError, match="image has 40x64"):
+    with pytest.raises(RleError, match="RLE holds 3072 pixels, the image has 40x64"):
         decode_mask(rle, 40, WIDTH)
     with pytest.raises(RleError):
         decode_mask(rle[:5], HEIGHT, WIDTH)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import click
@@ -35,13 +36,16 @@ def server_command(home: Path, host: str, port: int) -> None:
 
     The first start creates the admin user and an API token (in HOME/api_token, owner
     read-only) and runs the database migrations (about a minute); later starts take
-    seconds. Stop it with Ctrl-C.
+    seconds. Stop it with Ctrl-C (or SIGTERM).
     """
     from thyrokit.annotate.studio.server import (ADMIN_USER, StudioServerError, prepare_home, server_url,
                                                  start_server, stop_server, wait_until_ready)
 
     studio_home = prepare_home(home)
     url = server_url(host, port)
+    # Ctrl-C, and the SIGTERM a service manager sends, both stop Label Studio with us.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     process = start_server(studio_home, host, port)
     try:
         wait_until_ready(url, process)
@@ -58,6 +62,10 @@ def server_command(home: Path, host: str, port: int) -> None:
         click.echo("stopping Label Studio", err=True)
     finally:
         stop_server(process)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
 
 
 @click.command("push")

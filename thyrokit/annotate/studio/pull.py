@@ -98,8 +98,8 @@ def box_to_pixels(value: dict[str, Any], height: int, width: int) -> tuple[int, 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Return the end-exclusive box of a non-empty mask."""
-    ys, xs = np.nonzero(mask)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def read_regions(result: list[dict[str, Any]], height: int, width: int,
