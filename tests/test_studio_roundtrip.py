@@ -95,13 +95,16 @@ def test_push_annotate_pull_push_again(studio_env, tmp_path):
     edited += [brush_result("n0", edited_mask), choice_result("n0", "pathology", ["malignant"])]
     scratch = [brush_result("mine", scratch_mask), choice_result("mine", "pathology", ["benign"]),
                choice_result("mine", "composition", ["spongiform"])]
+    unknown_label = [brush_result("odd", scratch_mask) | {"from_name": "lesion"}]  # the server accepts it
     for image_id, result in [("img-0000", accepted), ("img-0001", edited), ("img-0002", []),
-                             ("img-0003", scratch)]:
+                             ("img-0003", scratch), ("img-0004", unknown_label)]:
         studio.client.annotations.create(tasks[image_id]["id"], result=result)
 
     out = tmp_path / "annotations" / "label_studio.parquet"
     pulled = runner.invoke(annotate, ["pull", str(images), str(out), "--params", str(params)])
     assert pulled.exit_code == 0, pulled.output
+    assert f"task {tasks['img-0004']['id']} annotation" in pulled.output
+    assert "'from_name' 'lesion' not found in configuration; skipped" in pulled.output
     table = read_table(out, NODULES)
     assert table.get_column("image_id").to_list() == ["img-0000", "img-0001", "img-0003"]
     assert set(table.get_column("label_source")) == {"human"}
