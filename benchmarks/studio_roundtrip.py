@@ -69,7 +69,7 @@ def run(folder: Path, count: int, shape: tuple[int, int], home, url: str) -> Non
 
     report, push_s = timed(f"push {count} tasks with predictions", push, studio, inputs, home.files_dir, title)
     assert report.tasks_created == count, report.counts()
-    _, repush_s = timed(f"push again, unchanged", push, studio, inputs, home.files_dir, title)
+    _, repush_s = timed("push again, unchanged", push, studio, inputs, home.files_dir, title)
     project = find_project(studio, title)
     timed("accept every prediction (one action)", studio.client.actions.create,
           id="predictions_to_annotations", project=project, selected_items={"all": True, "excluded": []},
