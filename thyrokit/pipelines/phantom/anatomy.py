@@ -21,7 +21,7 @@ from thyrokit.pipelines.phantom.nodules import Nodule, outline, paint_nodule
 # Echo levels in dB relative to thyroid parenchyma.
 SKIN_DB, FAT_DB, MUSCLE_DB, DEEP_DB = 4.0, -17.0, -15.0, -12.0
 FLUID_DB, CARTILAGE_DB = -45.0, -14.0
-TEXTURE_MM = 0.1            # sample spacing of the texture bank
+TEXTURE_MM = 0.25           # sample spacing of the texture bank
 TEXTURE_EXTENT = (120, 80)  # mm covered by the bank (across, down)
 
 
@@ -93,9 +93,9 @@ def make_textures(rng: np.random.Generator) -> np.ndarray:
     """Return a bank of 3 smooth noise fields (parenchyma, muscle fibres, fat lobules)."""
     width, height = (int(extent / TEXTURE_MM) for extent in TEXTURE_EXTENT)
     fields = []
-    for sigma in ((6, 6), (40, 3), (25, 12)):  # (across, down) correlation in bank samples
+    for sigma_mm in ((0.6, 0.6), (4.0, 0.3), (2.5, 1.2)):  # (across, down) correlation lengths
         noise = rng.standard_normal((height, width), dtype=np.float32)
-        noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=sigma[0], sigmaY=sigma[1])
+        noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=sigma_mm[0] / TEXTURE_MM, sigmaY=sigma_mm[1] / TEXTURE_MM)
         fields.append(noise / max(float(noise.std()), 1e-6))
     return np.stack(fields)
 

@@ -111,17 +111,18 @@ def generate_patient(task: PatientTask) -> PatientResult:
     neck = sample_neck(rng, nodules)
     textures = make_textures(rng)
     visits = make_visits(rng, 2 if rng.random() < 0.15 else 1)
-    showcase = SHOWCASE[task.index % len(SHOWCASE)]
+    showcase: str | None = SHOWCASE[task.index % len(SHOWCASE)]
     result = PatientResult()
     written: list[tuple[str, list[Frame], dict]] = []
     for study, visit in enumerate(visits):
         folder = f"{scanner.site}/{person.patient_id}_{person.family}/{visit.date:%Y%m%d}_{visit.accession}"
-        # Every 4 patients show every encoding, a cine clip and a palette colour Doppler frame.
-        plans = plan_study(rng, force_cine=(study == 0 and showcase == "jpeg2000"),
+        # Any 4 consecutive patients use every encoding; patient 1 always has a cine clip.
+        plans = plan_study(rng, force_cine=(study == 0 and task.index == 1),
                            force_doppler=(study == 0 and showcase == "palette"))
         for number, plan in enumerate(plans, start=1):
-            encoding = _encoding(rng, scanner, plan, showcase if (study, number) == (0, 1) or
-                                 (showcase == "palette" and study == 0 and plan.kind == "doppler") else None)
+            encoding = _encoding(rng, scanner, plan, showcase)
+            if encoding == showcase:
+                showcase = None
             frames = _render_plan(rng, scanner, neck, nodules, textures, plan, person, visit)
             header = _header(task, scanner, person, visit, study, number, plan, frames)
             name = scanner.file_name.format(n=number, uid=header.sop_uid)
@@ -145,11 +146,10 @@ def visit_of(info: dict, visits: list[Visit]) -> Visit:
     raise ValueError("file outside the patient's studies")
 
 
-def _encoding(rng: np.random.Generator, scanner: Scanner, plan: Planned, forced: str | None) -> str:
-    if forced == "palette" and plan.kind == "doppler":
-        return "palette"
-    if forced and forced != "palette":
-        return forced
+def _encoding(rng: np.random.Generator, scanner: Scanner, plan: Planned, showcase: str | None) -> str:
+    """Return the showcase encoding if it suits the image (palette needs colour), else a site's usual one."""
+    if showcase is not None and (showcase != "palette" or plan.kind == "doppler"):
+        return showcase
     names = [name for name, _ in scanner.encodings]
     weights = np.array([weight for _, weight in scanner.encodings])
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
