@@ -28,8 +28,8 @@ PATIENTS, SEED = 6, 11
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _make(out: Path, seed: int = SEED) -> Path:
-    generate_phantom(out, PATIENTS, seed, workers=1)
+def _make(out: Path, seed: int = SEED, workers: int = 1) -> Path:
+    generate_phantom(out, PATIENTS, seed, workers=workers)
     return out
 
 
@@ -88,7 +88,8 @@ def test_cine_clips_move_and_carry_a_mask_per_frame(dump):
         found = rows.filter(pl.col("nodule") >= 0)
         if found.height:  # the probe sways, so the nodule's box moves between frames
             assert found.group_by("patient_nodule").agg(pl.col("x0").n_unique()).get_column("x0").max() > 1
-        first, middle = read_frame(dump / "scans" / row["file"], 0), read_frame(dump / "scans" / row["file"], row["frames"] // 4)
+        clip = dump / "scans" / row["file"]
+        first, middle = read_frame(clip, 0), read_frame(clip, row["frames"] // 4)
         assert not np.array_equal(first, middle)
 
 
@@ -162,7 +163,8 @@ def test_label_masks_match_their_rows(dump):
     manifest = _csv(dump, "truth/manifest.csv")
     truth = _csv(dump, "truth/nodules.csv")
     files = {row["file"]: row for row in manifest.iter_rows(named=True)}
-    assert labels.height and set(labels.get_column("file")) == set(manifest.filter(pl.col("labelled")).get_column("file"))
+    labelled = set(manifest.filter(pl.col("labelled")).get_column("file"))
+    assert labels.height and set(labels.get_column("file")) == labelled
     for row in labels.iter_rows(named=True):
         info = files[row["file"]]
         if row["nodule"] == -1:
@@ -223,16 +225,19 @@ def test_malignant_nodules_look_malignant():
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(dump, tmp_path):
-    again = _digests(_make(tmp_path / "again"))
+    again = _digests(_make(tmp_path / "again", workers=2))  # however many processes made it
     assert again == _digests(dump)
     other = _digests(_make(tmp_path / "other", seed=SEED + 1))
     assert not set(other.items()) & {item for item in again.items() if item[0].startswith("scans/")}
 
 
-def test_cli_writes_a_dump_and_refuses_zero_patients(tmp_path):
+def test_cli_writes_a_dump_and_refuses_zero_patients_or_a_used_folder(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(main, ["demo-data", str(tmp_path / "raw"), "--patients", "1", "--seed", "3", "--workers", "1"])
+    command = ["demo-data", str(tmp_path / "raw"), "--patients", "1", "--seed", "3", "--workers", "1"]
+    result = runner.invoke(main, command)
     assert result.exit_code == 0, result.output
     assert "1 patients" in result.output and (tmp_path / "raw/truth/montage.png").is_file()
     refused = runner.invoke(main, ["demo-data", str(tmp_path / "none"), "--patients", "0"])
     assert refused.exit_code != 0 and "--patients" in refused.output
+    again = runner.invoke(main, ["demo-data", str(tmp_path / "raw"), "--patients", "1", "--workers", "1"])
+    assert again.exit_code != 0 and "not empty" in again.output

@@ -205,7 +205,8 @@ def _neck_structures(neck, lobe, across, down, db, bright, attenuation, reverb, 
     arc = np.abs(across - trachea[0]) < 0.8 * inner
     wall = np.abs(radius - inner) < 0.3
     bright += 6.0 * (wall & arc & (down < trachea[1]))
-    air = (radius < neck.trachea_radius - 2.0) | ((np.abs(across - trachea[0]) < neck.trachea_radius - 2.0) & (down > trachea[1]))
+    column = (np.abs(across - trachea[0]) < inner) & (down > trachea[1])
+    air = (radius < inner) | column
     attenuation += 6.0 * air
     # Reverberation: copies of the air wall at multiples of its depth, fading.
     wall_depth = trachea[1] - np.sqrt(np.maximum(inner ** 2 - (across - trachea[0]) ** 2, 0))
@@ -265,7 +266,7 @@ def flow_map(neck: Neck, view: View, nodules: list[Nodule], textures: np.ndarray
         semi = lobe.semi_axes
         carotid = carotid_centre(neck, lobe)
         c_radius = np.hypot(across - carotid[0], down - carotid[1]) / neck.carotid_radius
-        flow = np.where(c_radius < 1, systole * (1 - c_radius ** 2 * 0.7), flow)
+        flow = np.where(c_radius < 1, 0.85 * systole * (1 - c_radius ** 2), flow)  # laminar profile
         jugular = (carotid[0] - neck.carotid_radius - neck.jugular_semi_axes[0] + 0.5, carotid[1] - 2.0)
         flow = np.where(_ellipse(across, down, jugular, neck.jugular_semi_axes) < 1, -0.35, flow)
     vessels = sample_texture(textures, 1, across * 3, down * 3)

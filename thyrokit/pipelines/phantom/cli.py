@@ -23,6 +23,9 @@ def demo_data(out_dir: str, patients: int, seed: int, workers: int) -> None:
     OUT_DIR/labels/labels.csv, labels/masks/*.png      labels for about 30% of the files
     OUT_DIR/truth/                                     every nodule, PHI, text box, a manifest, montage.png
     """
-    summary = generate_phantom(out_dir, patients, seed, workers=workers or None)
+    try:
+        summary = generate_phantom(out_dir, patients, seed, workers=workers or None)
+    except FileExistsError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"demo-data: {summary.patients} patients, {summary.files} files, {summary.frames} frames, "
                f"{summary.labelled_files} labelled files -> {out_dir}")

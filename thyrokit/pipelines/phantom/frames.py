@@ -77,7 +77,8 @@ def render_frame(scanner: Scanner, neck: Neck, view: View, nodules: list[Nodule]
         return Frame(image, False, masks, boxes)
 
     index_image = doppler.grey_to_index(image)
-    box = (x0 + geometry.width // 6, y0 + geometry.height // 10, x1 - geometry.width // 6, y0 + geometry.height * 7 // 10)
+    box = (x0 + geometry.width // 6, y0 + geometry.height // 10,
+           x1 - geometry.width // 6, y0 + geometry.height * 7 // 10)
     velocity = np.zeros((height, width), np.float32)
     velocity[y0:y1, x0:x1] = flow_map(neck, view, nodules, textures, px, py, phase)
     text = np.zeros((height, width), bool)

@@ -312,6 +312,9 @@ def generate_phantom(out_dir: str | Path, patients: int, seed: int, workers: int
     if patients < 1:
         raise ValueError(f"--patients must be at least 1, got {patients}")
     out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        # Never mix with real scans or with an older phantom (dvc repro empties the folder first).
+        raise FileExistsError(f"{out} is not empty; the phantom writes only into a new or empty folder")
     tasks = [PatientTask(index, seed, str(out)) for index in range(patients)]
     manifest, truth, text_boxes, phi, masks = [], [], [], {}, {}
     for result in map_batches(generate_patient, tasks, workers=workers, batch_size=2, desc="phantom patients"):

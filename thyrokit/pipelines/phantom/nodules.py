@@ -267,4 +267,4 @@ def paint_nodule(nodule: Nodule, shape: Outline, semi_axes: tuple[float, float],
             below = (shape.v - b) * semi_axes[1]
             tail = (np.abs((shape.u - a) * semi_axes[0]) < radius * 1.5) & (below > 0) & (below < 2.0)
             reverb += 2.5 * tail * np.exp(-below / 0.8) * (0.6 + 0.4 * np.cos(below * 2 * math.pi / (4 * sample_mm)))
-    return echo_db.astype(np.float32), bright.astype(np.float32), attenuation.astype(np.float32), reverb.astype(np.float32)
+    return tuple(a.astype(np.float32) for a in (echo_db, bright, attenuation, reverb))
