@@ -10,7 +10,11 @@ Each box of ``RAW/truth/text_boxes.csv`` is mapped into its stored image (raw pa
 removed by the crop. Otherwise:
 
 - a text line (kind phi or settings, and a caliper's length read-out) is removed when
-  every stored pixel of its box, less the box's one-pixel margin, is zero;
+  none of its ink survives: no pixel of the box that a 9x9 white top-hat lifts by 40 or
+  more above its surroundings keeps its raw value (column "ink removed"). Column "box
+  zeroed" is stricter: every pixel of the box, less a one-pixel margin, is zero; the
+  phantom's boxes include the descender space under the baseline and two rows above the
+  letters, which hold tissue when no letter descends;
 - a caliper mark (its box spans the measured line, end crosses included) is removed when
   the squares around its two end crosses are zero and no dot of the line between them
   is left at full brightness.
@@ -28,6 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import polars as pl
 
@@ -47,6 +52,7 @@ class BoxResult:
     frame: int
     kind: str
     removed: bool
+    zeroed: bool
 
 
 def shift(box: Box, crop: Box) -> Box | None:
@@ -65,6 +71,17 @@ def grey(image: np.ndarray) -> np.ndarray:
 def is_caliper_mark(kind: str, text: str) -> bool:
     """Tell a caliper mark (a "+1" or "x2" line with end crosses) from a text line."""
     return kind == "caliper" and " " not in text
+
+
+def ink_removed(stored: np.ndarray, raw: np.ndarray, box: Box) -> bool:
+    """Return whether no stroke pixel of `box` (lifted 40+ by a 9x9 white top-hat) keeps its raw value."""
+    x0, y0, x1, y1 = box
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
+    pad = (slice(max(y0 - 8, 0), y1 + 8), slice(max(x0 - 8, 0), x1 + 8))
+    lifted = cv2.morphologyEx(np.ascontiguousarray(raw[pad]), cv2.MORPH_TOPHAT, kernel)
+    top, left = y0 - pad[0].start, x0 - pad[1].start
+    ink = lifted[top:top + y1 - y0, left:left + x1 - x0] >= 40
+    return not (ink & (stored[y0:y1, x0:x1] == raw[y0:y1, x0:x1])).any()
 
 
 def text_removed(stored: np.ndarray, box: Box) -> bool:
@@ -88,8 +105,8 @@ def caliper_removed(stored: np.ndarray, raw: np.ndarray, box: Box) -> bool:
 
 
 def score_image(stored: np.ndarray, raw: np.ndarray, crop: Box, boxes: list[tuple[Box, str, str]]
-                ) -> tuple[list[tuple[str, bool]], int, int]:
-    """Return (kind, removed) per box, and the (untouched, total) scan pixels outside the boxes."""
+                ) -> tuple[list[tuple[str, bool, bool]], int, int]:
+    """Return (kind, removed, zeroed) per box, and the (untouched, total) scan pixels outside the boxes."""
     cx0, cy0, cx1, cy1 = crop
     raw_crop = grey(raw[cy0:cy1, cx0:cx1])
     stored = grey(stored)
@@ -98,14 +115,15 @@ def score_image(stored: np.ndarray, raw: np.ndarray, crop: Box, boxes: list[tupl
     for box, kind, text in boxes:
         moved = shift(box, crop)
         if moved is None:
-            results.append((kind, True))
+            results.append((kind, True, True))
             continue
         if is_caliper_mark(kind, text):
             # The crosses sit at the unclipped box's corners: score in the crop's frame, unclipped.
             unclipped = (box[0] - cx0, box[1] - cy0, box[2] - cx0, box[3] - cy0)
-            results.append((kind, caliper_removed(stored, raw_crop, unclipped)))
+            removed = caliper_removed(stored, raw_crop, unclipped)
+            results.append((kind, removed, removed))
         else:
-            results.append((kind, text_removed(stored, moved)))
+            results.append((kind, ink_removed(stored, raw_crop, moved), text_removed(stored, moved)))
         x0, y0, x1, y1 = moved
         outside[max(y0 - MARGIN, 0):y1 + MARGIN, max(x0 - MARGIN, 0):x1 + MARGIN] = False
     untouched = int((stored[outside] == raw_crop[outside]).sum())
@@ -125,7 +143,7 @@ def measure(raw_dir: Path, out_dir: Path, keys_path: Path) -> tuple[list[BoxResu
             raise SystemExit(f"a truth file is missing from the key table ({len(results)} boxes scored so far)")
         stored_rows = images.filter(pl.col("source_hmac") == source[0])
         if stored_rows.is_empty():
-            results += [BoxResult(source[0], int(r["frame"]), r["kind"], True) for r in rows.iter_rows(named=True)]
+            results += [BoxResult(source[0], int(r["frame"]), r["kind"], True, True) for r in rows.iter_rows(named=True)]
             continue  # quarantined: nothing of it was stored
         frames = read_scan((raw_dir / "scans" / path).read_bytes()).frames
         by_frame: dict[int, list[tuple[Box, str, str]]] = defaultdict(list)
@@ -136,7 +154,7 @@ def measure(raw_dir: Path, out_dir: Path, keys_path: Path) -> tuple[list[BoxResu
             row = stored_rows.filter(pl.col("frame") == frame).row(0, named=True)
             stored = read_image(out_dir / row["path"], row["image_id"])
             scored, untouched, total = score_image(stored, frames[frame], tuple(row["crop"]), boxes)
-            results += [BoxResult(source[0], frame, kind, removed) for kind, removed in scored]
+            results += [BoxResult(source[0], frame, *box) for box in scored]
             if total:
                 untouched_shares.append(untouched / total)
     return results, untouched_shares
@@ -150,12 +168,13 @@ def main() -> None:
     parser.add_argument("--misses", type=int, default=10, help="how many missed boxes to name")
     args = parser.parse_args()
     results, untouched = measure(args.raw_dir, args.out_dir, args.keys)
-    print("| kind | boxes | removed |")
-    print("|---|---|---|")
+    print("| kind | boxes | ink removed | box zeroed |")
+    print("|---|---|---|---|")
     for kind in sorted({r.kind for r in results}) + ["all"]:
         chosen = [r for r in results if kind in ("all", r.kind)]
-        share = sum(r.removed for r in chosen) / len(chosen)
-        print(f"| {kind} | {len(chosen)} | {100 * share:.2f}% |")
+        removed = sum(r.removed for r in chosen) / len(chosen)
+        zeroed = sum(r.zeroed for r in chosen) / len(chosen)
+        print(f"| {kind} | {len(chosen)} | {100 * removed:.2f}% | {100 * zeroed:.2f}% |")
     print(f"\nscan-area pixels outside text left untouched: {100 * np.mean(untouched):.3f}% mean, "
           f"{100 * np.min(untouched):.3f}% worst image, {100 * np.mean(np.array(untouched) >= 0.99):.1f}% "
           f"of {len(untouched)} images >= 99%")

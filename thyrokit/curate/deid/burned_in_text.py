@@ -8,8 +8,10 @@ drawn by the device in thin strokes of saturated or near-white colour, so:
    neighbourhood (tissue speckle and the colour flow of Doppler are broad or dim);
 2. their connected components are glyphs when glyph-sized and thin (a calcification
    is a compact blob: it fills its box, a glyph does not);
-3. glyphs side by side merge into words and lines; a run of two or more glyphs, or a
-   single saturated glyph (a letter, a caliper cross), is text.
+3. glyphs side by side merge into words; a run of two or more glyphs, or a single
+   saturated glyph (a letter, a caliper cross), is text;
+4. words on one line a space apart join into one box, so the gaps between the words
+   of a name go too.
 
 Each text box, padded by a couple of pixels for anti-aliasing, is set to zero. When
 ``tesseract`` is installed it is asked too, as an extra detector; it is never required.
@@ -37,7 +39,8 @@ GLYPH_HEIGHT = (4, 40)   # pixels, smallest to largest character or caliper mark
 MAX_GLYPH_FILL = 0.72    # fraction of its box a lone glyph fills at most (a bar is no letter)
 MAX_SOLID = 0.34         # fraction of a glyph's pixels that survive a 3x3 cross erosion: strokes are thin
 LETTER_GAP = 6           # pixels between glyphs of one word or line
-PAD = 1                  # pixels added around each box for anti-aliased edges
+WORD_GAP = 1.2           # words of one line are at most this many glyph heights apart
+PAD = 2                  # pixels added around each box for anti-aliased edges
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -108,7 +111,29 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
                 continue
         x0, y0, x1, y1 = _ink_box(window)
         boxes.append((x + x0, y + y0, x + x1, y + y1))
-    return sorted({_pad(box, image.shape[:2]) for box in boxes}, key=lambda b: (b[1], b[0]))
+    return sorted({_pad(box, image.shape[:2]) for box in join_lines(boxes)}, key=lambda b: (b[1], b[0]))
+
+
+def join_lines(boxes: list[Box]) -> list[Box]:
+    """Return `boxes` with words of one text line (same rows, a space apart) joined into one box."""
+    boxes = sorted(boxes)
+    joined = True
+    while joined:
+        joined = False
+        for i, (ax0, ay0, ax1, ay1) in enumerate(boxes):
+            for j in range(i + 1, len(boxes)):
+                bx0, by0, bx1, by1 = boxes[j]
+                height = max(ay1 - ay0, by1 - by0)
+                overlap = min(ay1, by1) - max(ay0, by0)
+                gap = max(bx0 - ax1, ax0 - bx1)
+                if overlap >= 0.5 * min(ay1 - ay0, by1 - by0) and gap <= WORD_GAP * height:
+                    boxes[i] = (min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1))
+                    del boxes[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return boxes
 
 
 def _ink_box(ink: np.ndarray) -> Box:
