@@ -40,7 +40,7 @@ MAX_GLYPH_FILL = 0.72    # fraction of its box a lone glyph fills at most (a bar
 MAX_SOLID = 0.34         # fraction of a glyph's pixels that survive a 3x3 cross erosion: strokes are thin
 LETTER_GAP = 6           # pixels between glyphs of one word or line
 WORD_GAP = 1.2           # words of one line are at most this many glyph heights apart
-PAD = 2                  # pixels added around each box for anti-aliased edges
+PAD = 1                  # pixels added around each box for anti-aliased edges
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -123,10 +123,11 @@ def join_lines(boxes: list[Box]) -> list[Box]:
         for i, (ax0, ay0, ax1, ay1) in enumerate(boxes):
             for j in range(i + 1, len(boxes)):
                 bx0, by0, bx1, by1 = boxes[j]
-                height = max(ay1 - ay0, by1 - by0)
+                low, high = sorted((ay1 - ay0, by1 - by0))
                 overlap = min(ay1, by1) - max(ay0, by0)
                 gap = max(bx0 - ax1, ax0 - bx1)
-                if overlap >= 0.5 * min(ay1 - ay0, by1 - by0) and gap <= WORD_GAP * height:
+                # Words of one line share a height; a caliper cross beside a word does not.
+                if high <= 1.5 * low and overlap >= 0.7 * low and gap <= WORD_GAP * low:
                     boxes[i] = (min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1))
                     del boxes[j]
                     joined = True
