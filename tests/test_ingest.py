@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import polars as pl
+import pydicom
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -221,3 +222,73 @@ def test_every_pydicom_test_file_is_ingested_or_quarantined(tmp_path, monkeypatc
     images = read_table(tmp_path / "out" / "images.parquet", IMAGES)
     assert images.height == counts["frames"]
     assert set(images.get_column("site")) == {"unknown"}  # no file sits in a site/patient/study layout
+
+
+def text_scan(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return a 240x320 speckle scan with a name and a date burned inside it, and the ink mask."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((240, 320), np.uint8)
+    image[20:230, 30:300] = cv2.GaussianBlur(rng.rayleigh(40.0, (210, 270)).astype(np.float32), (3, 3), 0.8).clip(
+        0, 200).astype(np.uint8) + 20
+    ink = np.zeros_like(image)
+    for text, y in (("DOE JANE", 60), ("03/02/1961", 200)):
+        cv2.putText(ink, text, (50, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1, cv2.LINE_AA)
+    image[ink > 0] = np.maximum(image[ink > 0], ink[ink > 0])
+    return image, ink > 128
+
+
+@pytest.fixture
+def text_ingest(tmp_path, monkeypatch):
+    """Ingest one ultrasound DICOM (text burned inside its tissue region) and its PNG export, DICOM output on."""
+    monkeypatch.setenv("THYROKIT_SECRET", SECRET)
+    image, ink = text_scan()
+    ds = factory.us_dataset(image, regions=[(30, 20, 299, 229)])
+    ds.BurnedInAnnotation = "YES"
+    scans = tmp_path / "raw" / "scans" / "st_olaf_general" / "PAT-0001_Doe" / "study1"
+    scans.mkdir(parents=True)
+    (scans / "us.dcm").write_bytes(factory.to_bytes(ds))
+    (scans / "Doe_Jane.png").write_bytes(cv2.imencode(".png", image)[1].tobytes())
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["ingest"].update(workers=1, write_dicom=True)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "out"
+    result = run(tmp_path / "raw" / "scans", out, tmp_path / "params.yaml", tmp_path / "raw" / "keys.parquet")
+    assert result.exit_code == 0, result.output
+    return {"out": out, "image": image, "ink": ink}
+
+
+def test_text_burned_inside_the_scan_area_is_gone_from_the_stored_pngs(text_ingest):
+    images = read_table(text_ingest["out"] / "images.parquet", IMAGES)
+    assert sorted(images.get_column("source_format")) == ["dicom", "png"]
+    for row in images.iter_rows(named=True):
+        x0, y0, x1, y1 = row["crop"]
+        ink = text_ingest["ink"][y0:y1, x0:x1]
+        assert ink.sum() > 100  # the text lies inside the kept area, so the crop alone cannot remove it
+        stored = read_image(text_ingest["out"] / row["path"], row["image_id"])
+        assert not stored[ink].any(), row["source_format"]
+        tissue = ~cv2.dilate(text_ingest["ink"].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)[y0:y1, x0:x1]
+        raw = text_ingest["image"][y0:y1, x0:x1]
+        assert (stored[tissue] == raw[tissue]).mean() >= 0.99
+    audit = [json.loads(line) for line in (text_ingest["out"] / "audit.jsonl").read_text().splitlines()]
+    assert all(line["deid"]["redacted"]["0"] for line in audit)
+    dicom_audit = next(line for line in audit if line["format"] == "dicom")
+    assert dicom_audit["deid"]["actions"]["PatientName"] in ("Z", "D")
+
+
+def test_dicom_output_reads_back_with_the_profile_applied_and_no_planted_phi(text_ingest):
+    written = sorted((text_ingest["out"] / "dicom").glob("*.dcm"))
+    assert len(written) == 1  # the PNG export has no header to write back
+    data = written[0].read_bytes()
+    assert not [value for value in [*factory.PHI.values(), "PAT-0001"] if value.encode() in data]
+    ds = pydicom.dcmread(written[0])
+    assert ds.PatientIdentityRemoved == "YES" and ds.BurnedInAnnotation == "NO"
+    codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+    assert codes[:2] == ["113100", "113101"]
+    images = read_table(text_ingest["out"] / "images.parquet", IMAGES).filter(pl.col("source_format") == "dicom")
+    row = images.row(0, named=True)
+    assert ds.PatientID == row["patient_id"]
+    stored = read_image(text_ingest["out"] / row["path"], row["image_id"])
+    assert np.array_equal(ds.pixel_array, stored)
+    region = ds.SequenceOfUltrasoundRegions[0]
+    assert (region.RegionLocationMinX0, region.RegionLocationMinY0) == (0, 0)
+    assert (region.RegionLocationMaxX1 + 1, region.RegionLocationMaxY1 + 1) == (row["width"], row["height"])
