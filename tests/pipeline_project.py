@@ -61,6 +61,15 @@ def small_params(patients: int = 24, seed: int = 3) -> dict[str, Any]:
     """This repo's params.yaml, shrunk so that a whole `dvc repro` takes a few minutes."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["demo"] = {"phantom": {"patients": patients, "seed": seed}}
+    # Models train for a token number of steps: these tests check the pipeline's wiring,
+    # the models' own tests check that they learn.
+    params["prelabel"].update(steps=60, mc_samples=2)
+    params["pseudolabel"].update(warmup=20)
+    synth = params["synth"]
+    synth["encoder"].update(steps=60)
+    synth["gan"].update(steps=60, checkpoint_every=30)
+    synth["diffusion"].update(steps=40, checkpoint_every=20, inference_steps=5)
+    synth["eval"].update(samples_per_class=20, classifier_steps=40, kid_subset_size=10, kid_subsets=5)
     return params
 
 
