@@ -67,3 +67,12 @@ def test_clean_outputs_pass_and_planted_values_fail_without_being_printed(tmp_pa
     assert "leak.dcm: PatientName holds a PatientName value" in result.output
     for value in ("Jane", "MRN7734521", "Olaf", "7734521"):
         assert value.lower() not in result.output.lower(), value
+
+
+def test_an_id_inside_a_decimal_number_is_not_a_finding_but_a_standalone_one_is():
+    from thyrokit.curate.deid.audit import PhiMatcher
+
+    matcher = PhiMatcher({"445833": "StudyID"})
+    assert matcher.kinds("0 0.437500 0.410227 0.445833 0.425000") == []
+    assert matcher.kinds("study 445833.") == ["StudyID"]
+    assert matcher.kinds("id=445833,x") == ["StudyID"]

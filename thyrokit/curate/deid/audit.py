@@ -46,7 +46,11 @@ class PhiMatcher:
         self.values = values
         ordered = sorted(values, key=len, reverse=True)
         alternatives = "|".join(re.escape(value).replace(r"\ ", r"\s+") for value in ordered)
-        self.pattern = re.compile(rf"(?<![0-9a-z])(?:{alternatives})(?![0-9a-z])") if ordered else None
+        # Whole tokens only; digits after or before a decimal point belong to a number
+        # (a YOLO coordinate 0.445833 does not hold the ID 445833).
+        self.pattern = re.compile(
+            rf"(?<![0-9a-z])(?<![0-9]\.)(?:{alternatives})(?![0-9a-z])(?!\.[0-9])"
+        ) if ordered else None
 
     def kinds(self, text: str) -> list[str]:
         """Return the kinds of the values found in `text`, sorted and unique."""
