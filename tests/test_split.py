@@ -366,7 +366,10 @@ def test_a_stored_assignment_wins_over_look_alike_links_and_new_look_alikes_foll
     first, second = apart_without_links(images, nodules)
     _, stored, _ = run_split(images, nodules)
     later, later_nodules = make_dataset(40, 5)
-    newcomer, host = "pat-00040", next(p for p in sorted(split_of(stored)) if p not in (first, second))
+    newcomer = "pat-00040"
+    newcomer_external = later.filter(pl.col("patient_id") == newcomer).get_column("site").is_in(PARAMS.external_sites).any()
+    host = next(p for p, split in sorted(split_of(stored).items())
+                if p not in (first, second) and (split == "external") == newcomer_external)
     copies = {f"img-{second[4:]}-1": f"img-{first[4:]}-2", "img-00040-0": f"img-{host[4:]}-0"}
     grown = with_hashes(pl.concat([images, later]), copies)
     assignment, _, duplicates = linked_split(grown, pl.concat([nodules, later_nodules]), previous=stored)
@@ -380,3 +383,20 @@ def test_a_stored_assignment_wins_over_look_alike_links_and_new_look_alikes_foll
     report = audit_leakage(placed, max_distance=PARAMS.phash_max_distance)
     assert not report["ok"] and "assignment.parquet" in summarise(report)
     assert {row["patient_id"] for row in report["checks"]["near_duplicate_across_splits"]["rows"]} <= {first, second}
+
+
+def test_a_look_alike_across_the_external_boundary_is_reported_but_never_linked():
+    images, nodules = make_dataset(0, 40)
+    where = split_of(run_split(images, nodules)[1])
+    outside = next(p for p, split in sorted(where.items()) if split == "external")
+    inside = next(p for p, split in sorted(where.items()) if split == "train")
+    copy = {f"img-{inside[4:]}-1": f"img-{outside[4:]}-0"}
+    assignment, _, duplicates = linked_split(with_hashes(images, copy), nodules)
+    placed_where = split_of(assignment)
+    assert (placed_where[outside], placed_where[inside]) == ("external", "train")
+    row, = duplicates.to_dicts()
+    assert row["status"] == "apart: external site"
+    placed = apply_assignment(conformed(with_hashes(images, copy), nodules)[0], assignment)
+    report = audit_leakage(placed, max_distance=PARAMS.phash_max_distance)
+    assert report["ok"]
+    assert report["warnings"]["look_alike_across_external_boundary"]["count"] == 1

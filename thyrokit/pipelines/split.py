@@ -190,11 +190,28 @@ def patient_table(images: pl.DataFrame, nodules: pl.DataFrame, params: SplitPara
     places = images.group_by("patient_id").agg(
         pl.col("site").min().alias("site"), held_out.any().alias("external")
     )
+    if look_alikes is not None:
+        look_alikes = same_side_of_external(look_alikes, places)
     return (
         patient_groups(images, look_alikes, params.max_group_patients)
         .join(patient_labels(images, nodules), on="patient_id")
         .join(places, on="patient_id")
         .sort("patient_id")
+    )
+
+
+def same_side_of_external(look_alikes: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """Keep the look-alike pairs whose two patients are both external or both not.
+
+    External is decided by site and device alone: a look-alike at another hospital
+    never pulls a development patient into the external set (nor the reverse).
+    """
+    external = places.select("patient_id", "external")
+    other = external.rename({"patient_id": "other_patient_id", "external": "other_external"})
+    return (
+        look_alikes.join(external, on="patient_id").join(other, on="other_patient_id")
+        .filter(pl.col("external") == pl.col("other_external"))
+        .drop("external", "other_external")
     )
 
 

@@ -64,21 +64,24 @@ def suspected_duplicates(look_alikes: pl.DataFrame, patients: pl.DataFrame,
     """Return the look-alike patient pairs with their splits and what the split did with them.
 
     ``status`` is ``linked`` (one group, one split), ``apart: stored assignment`` (one
-    group, but stored splits from an earlier run differ) or ``not linked: group cap``
-    (linking them would have made a group above split.max_group_patients).
+    group, but stored splits from an earlier run differ), ``apart: external site`` (one
+    is held out by site or device, the other not: never linked) or ``not linked: group
+    cap`` (linking them would have made a group above split.max_group_patients).
     """
-    group_of = patients.select("patient_id", "group")
+    group_of = patients.select("patient_id", "group", "external")
     split_of = assignment.select("patient_id", "split")
     other = {"patient_id": "other_patient_id"}
     together = pl.col("group") == pl.col("other_group")
     return (
         look_alikes.join(group_of, on="patient_id")
-        .join(group_of.rename(other | {"group": "other_group"}), on="other_patient_id")
+        .join(group_of.rename(other | {"group": "other_group", "external": "other_external"}),
+              on="other_patient_id")
         .join(split_of, on="patient_id", how="left")
         .join(split_of.rename(other | {"split": "other_split"}), on="other_patient_id", how="left")
         .with_columns(
             pl.when(together & (pl.col("split") == pl.col("other_split"))).then(pl.lit("linked"))
             .when(together).then(pl.lit("apart: stored assignment"))
+            .when(pl.col("external") != pl.col("other_external")).then(pl.lit("apart: external site"))
             .otherwise(pl.lit("not linked: group cap")).alias("status")
         )
         .select("patient_id", "other_patient_id", "image_id", "other_image_id", "distance",
@@ -91,6 +94,7 @@ def grouping_metrics(duplicates: pl.DataFrame, patients: pl.DataFrame) -> dict:
     """Return counts of suspected duplicate pairs by status and the largest patient group."""
     names = {"linked": "suspected_duplicates_linked",
              "apart: stored assignment": "suspected_duplicates_apart_by_stored_assignment",
+             "apart: external site": "suspected_duplicates_apart_by_external_site",
              "not linked: group cap": "suspected_duplicates_not_linked_group_cap"}
     return {
         "suspected_duplicate_pairs": duplicates.height,
