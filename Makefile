@@ -27,9 +27,11 @@ $(DEMO_KEY): | venv
 demo: venv $(DEMO_KEY)
 	@if [ -z "$$THYROKIT_SECRET$$THYROKIT_SECRET_FILE" ]; then echo "using the demo secret in $(DEMO_KEY)"; fi
 	THYROKIT_SECRET_FILE=$${THYROKIT_SECRET_FILE:-$(DEMO_KEY)} PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
-	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc metrics show
 	@echo
+	@$(BIN)/python -c "import json; s = json.load(open('data/release/summary.json')); \
+	print('images per split:  ', s['images']); print('patients per split:', s['patients'])"
 	@echo "The release is in $(CURDIR)/data/release (dataset card: data/release/card.html)."
+	@echo "Every stage's figures: $(BIN)/dvc metrics show; plots: $(BIN)/dvc plots show"
 
 test: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
