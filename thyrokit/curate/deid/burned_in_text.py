@@ -11,9 +11,12 @@ drawn by the device in thin strokes of saturated or near-white colour, so:
 3. glyphs side by side merge into words; a run of two or more glyphs, or a single
    saturated glyph (a letter, a caliper cross), is text;
 4. words on one line a space apart join into one box, so the gaps between the words
-   of a name go too.
+   of a name go too; the box is grown to the line's full height (room above the
+   capitals, descenders below the baseline), which the ink of capitals alone misses;
+5. caliper lines are dotted: single-pixel dots a few pixels apart, too small to be
+   glyphs, found as runs of four or more small marks lying on one straight line.
 
-Each text box, padded by a couple of pixels for anti-aliasing, is set to zero. When
+Each box, padded by a pixel for anti-aliasing, is set to zero. When
 ``tesseract`` is installed it is asked too, as an extra detector; it is never required.
 """
 
@@ -41,6 +44,12 @@ MAX_SOLID = 0.34         # fraction of a glyph's pixels that survive a 3x3 cross
 LETTER_GAP = 6           # pixels between glyphs of one word or line
 WORD_GAP = 1.2           # words of one line are at most this many glyph heights apart
 PAD = 1                  # pixels added around each box for anti-aliased edges
+LINE_ABOVE = 0.2         # a text line's box reaches this many ink heights above its ink ...
+LINE_BELOW = 0.4         # ... and this many below, where descenders (g, p, y) hang
+DOT_AREA = 4             # pixels, largest mark of a dotted caliper line
+DOT_SPACING = 10         # pixels, widest gap between neighbouring dots of one line
+MIN_DOTS = 4             # dots in a run before it counts as a line
+DOT_SCATTER = 1.0        # pixels, largest spread of a run's dots across its line
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -67,9 +76,8 @@ def stroke_brightness(image: np.ndarray) -> np.ndarray:
     return np.where(flow, 0, brightness).astype(np.uint8)
 
 
-def stroke_mask(image: np.ndarray, keep_mask: np.ndarray) -> np.ndarray:
-    """Return the bool (H, W) mask of pixels that look like strokes of drawn text or marks."""
-    brightness = stroke_brightness(image)
+def stroke_mask(brightness: np.ndarray, keep_mask: np.ndarray) -> np.ndarray:
+    """Return the bool (H, W) mask of pixels of a brightness map that look like strokes of text or marks."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
     lifted = cv2.morphologyEx(brightness, cv2.MORPH_TOPHAT, kernel)
     return (lifted >= MIN_CONTRAST) & (brightness >= MIN_BRIGHTNESS) & keep_mask.astype(bool)
@@ -77,10 +85,20 @@ def stroke_mask(image: np.ndarray, keep_mask: np.ndarray) -> np.ndarray:
 
 def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     """Return the boxes (x0, y0, x1, y1), end exclusive, of text and marks inside `keep_mask`."""
-    strokes = stroke_mask(image, keep_mask).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    brightness = stroke_brightness(image)
+    strokes = stroke_mask(brightness, keep_mask).astype(np.uint8)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(strokes, connectivity=8)
     if count <= 1:
         return []
+    shape = image.shape[:2]
+    lines = join_lines(glyph_boxes(brightness, strokes, labels, stats))
+    dots = dotted_line_boxes(stats, centroids, shape)
+    return sorted({_pad(box, shape) for box in lines + dots}, key=lambda b: (b[1], b[0]))
+
+
+def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> list[Box]:
+    """Return the ink boxes of words and lone saturated marks among the stroke components."""
+    count = stats.shape[0]
     widths, heights, areas = (stats[:, column] for column in
                               (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
     small = (heights <= GLYPH_HEIGHT[1]) & (widths <= 2 * GLYPH_HEIGHT[1])
@@ -89,7 +107,6 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     core = np.bincount(labels[cv2.erode(strokes, cross) > 0], minlength=count)
     glyphs = small & (heights >= GLYPH_HEIGHT[0]) & (core <= MAX_SOLID * areas)
-    brightness = stroke_brightness(image)
     # Small marks (glyphs, and the dots and bars of i, :, -) within a letter gap of each
     # other join into words and lines; only glyphs decide whether a group is text.
     joined = cv2.dilate(small[labels].astype(np.uint8),
@@ -110,8 +127,59 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
                     or np.percentile(brightness[y:y + h, x:x + w][lone], 75) < SATURATED):
                 continue
         x0, y0, x1, y1 = _ink_box(window)
-        boxes.append((x + x0, y + y0, x + x1, y + y1))
-    return sorted({_pad(box, image.shape[:2]) for box in join_lines(boxes)}, key=lambda b: (b[1], b[0]))
+        box = (x + x0, y + y0, x + x1, y + y1)
+        if letters.size > 1:
+            box = _full_height(box, stats[letters], brightness.shape)
+        boxes.append(box)
+    return boxes
+
+
+def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int, ...]) -> list[Box]:
+    """Return boxes over dotted lines: runs of MIN_DOTS or more tiny marks on one straight line.
+
+    Speckle also has isolated bright pixels, but rarely four or more evenly strung on a
+    line. A straight run along a row or column gets one box; a slanted run gets a box
+    per dot, so the tissue between its ends is kept.
+    """
+    small = (stats[:, cv2.CC_STAT_AREA] <= DOT_AREA) & (stats[:, cv2.CC_STAT_WIDTH] <= 2) \
+        & (stats[:, cv2.CC_STAT_HEIGHT] <= 2)
+    small[0] = False
+    if small.sum() < MIN_DOTS:
+        return []
+    points = np.rint(centroids[small]).astype(np.int32)
+    dots = np.zeros(shape, dtype=np.uint8)
+    dots[points[:, 1], points[:, 0]] = 1
+    near = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_RECT, (DOT_SPACING + 1, DOT_SPACING + 1)))
+    _, runs = cv2.connectedComponents(near, connectivity=8)
+    run_of = runs[points[:, 1], points[:, 0]]
+    boxes = []
+    for run in np.unique(run_of):
+        members = points[run_of == run]
+        if len(members) < MIN_DOTS or not _collinear(members):
+            continue
+        (x0, y0), (x1, y1) = members.min(axis=0), members.max(axis=0) + 1
+        if min(x1 - x0, y1 - y0) <= 2:
+            boxes.append((int(x0), int(y0), int(x1), int(y1)))
+        else:
+            boxes += [(int(x), int(y), int(x) + 1, int(y) + 1) for x, y in members]
+    return boxes
+
+
+def _collinear(points: np.ndarray) -> bool:
+    """Return whether `points` (N, 2) spread at most DOT_SCATTER pixels across their main axis."""
+    centred = points - points.mean(axis=0)
+    minor = np.linalg.eigvalsh(centred.T @ centred / len(points))[0]
+    return float(np.sqrt(max(minor, 0.0))) <= DOT_SCATTER
+
+
+def _full_height(box: Box, letters: np.ndarray, shape: tuple[int, ...]) -> Box:
+    """Return a word's ink box grown to its line's full height, from its letters' stats rows."""
+    x0, y0, x1, y1 = box
+    top = int(letters[:, cv2.CC_STAT_TOP].min())
+    bottom = int((letters[:, cv2.CC_STAT_TOP] + letters[:, cv2.CC_STAT_HEIGHT]).max())
+    height = float(np.median(letters[:, cv2.CC_STAT_HEIGHT]))
+    return (x0, max(min(y0, top - round(LINE_ABOVE * height)), 0),
+            x1, min(max(y1, bottom + round(LINE_BELOW * height)), shape[0]))
 
 
 def join_lines(boxes: list[Box]) -> list[Box]:

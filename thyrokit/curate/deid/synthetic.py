@@ -21,7 +21,12 @@ FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPL
 
 @dataclass(frozen=True)
 class SyntheticFrame:
-    """A frame, its scan area, the ink of its burned-in text and one box per text item."""
+    """A frame, its scan area, the ink of its burned-in text and one box per text item.
+
+    A text item's box is its line's full height as the font sets it (room above the
+    capitals, descender space below the baseline), as a device's text field is, joined
+    with its ink; a caliper cross's box is its ink.
+    """
 
     image: np.ndarray
     keep_mask: np.ndarray
@@ -52,13 +57,17 @@ def synthetic_frame(seed: int, height: int = 360, width: int = 480, colour: bool
     taken = np.zeros((height, width), dtype=bool)  # devices do not print text over text
     for index in range(texts + calipers):
         layer = np.zeros((height, width), dtype=np.uint8)
+        line = None
         pick = rng.integers(len(ys))
         x, y = int(xs[pick]), int(ys[pick])
         if index < texts:
             word = WORDS[rng.integers(len(WORDS))]
             scale = float(rng.uniform(0.35, 0.6))
             x = min(x, width - cv2.getTextSize(word, FONTS[0], scale, 1)[0][0] - 30)
-            cv2.putText(layer, word, (x, y), FONTS[rng.integers(len(FONTS))], scale, 255, 1, cv2.LINE_AA)
+            font = FONTS[rng.integers(len(FONTS))]
+            cv2.putText(layer, word, (x, y), font, scale, 255, 1, cv2.LINE_AA)
+            (text_width, text_height), baseline = cv2.getTextSize(word, font, scale, 1)
+            line = (x - 1, y - text_height - 2, x + text_width + 2, y + baseline + 1)
         else:
             marker = (cv2.MARKER_CROSS, cv2.MARKER_TILTED_CROSS)[rng.integers(2)]
             cv2.drawMarker(layer, (x, y), 255, marker, int(rng.integers(7, 14)), 1)
@@ -69,7 +78,11 @@ def synthetic_frame(seed: int, height: int = 360, width: int = 480, colour: bool
         _paint(image, layer, colour, rng)
         ink |= drawn
         rows, cols = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
-        boxes.append((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        if line is not None:
+            box = (max(min(box[0], line[0]), 0), max(min(box[1], line[1]), 0),
+                   min(max(box[2], line[2]), width), min(max(box[3], line[3]), height))
+        boxes.append(box)
     image[~keep] = 0
     return SyntheticFrame(image=image, keep_mask=keep, ink=ink, text_boxes=boxes)
 
