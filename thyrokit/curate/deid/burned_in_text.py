@@ -46,6 +46,7 @@ WORD_GAP = 1.2           # words of one line are at most this many glyph heights
 PAD = 1                  # pixels added around each box for anti-aliased edges
 LINE_ABOVE = 0.2         # a text line's box reaches this many ink heights above its ink ...
 LINE_BELOW = 0.4         # ... and this many below, where descenders (g, p, y) hang
+LINE_SIDE = 1            # pixels a text line's box reaches beside its ink (the glyphs' side bearing)
 DOT_AREA = 4             # pixels, largest mark of a dotted caliper line
 DOT_SPACING = 10         # pixels, widest gap between neighbouring dots of one line
 MIN_DOTS = 4             # dots in a run before it counts as a line
@@ -138,8 +139,9 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
     """Return boxes over dotted lines: runs of MIN_DOTS or more tiny marks on one straight line.
 
     Speckle also has isolated bright pixels, but rarely four or more evenly strung on a
-    line. A straight run along a row or column gets one box; a slanted run gets a box
-    per dot, so the tissue between its ends is kept.
+    line. Runs are looked for along rows, along columns and in any direction, since the
+    two lines of a caliper pair cross and their union is no line. A run along a row or
+    column gets one box; a slanted run gets a box per dot, so the tissue beside it is kept.
     """
     small = (stats[:, cv2.CC_STAT_AREA] <= DOT_AREA) & (stats[:, cv2.CC_STAT_WIDTH] <= 2) \
         & (stats[:, cv2.CC_STAT_HEIGHT] <= 2)
@@ -149,20 +151,25 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
     points = np.rint(centroids[small]).astype(np.int32)
     dots = np.zeros(shape, dtype=np.uint8)
     dots[points[:, 1], points[:, 0]] = 1
-    near = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_RECT, (DOT_SPACING + 1, DOT_SPACING + 1)))
-    _, runs = cv2.connectedComponents(near, connectivity=8)
-    run_of = runs[points[:, 1], points[:, 0]]
+    reach = DOT_SPACING + 1
     boxes = []
-    for run in np.unique(run_of):
-        members = points[run_of == run]
-        if len(members) < MIN_DOTS or not _collinear(members):
-            continue
-        (x0, y0), (x1, y1) = members.min(axis=0), members.max(axis=0) + 1
-        if min(x1 - x0, y1 - y0) <= 2:
-            boxes.append((int(x0), int(y0), int(x1), int(y1)))
-        else:
-            boxes += [(int(x), int(y), int(x) + 1, int(y) + 1) for x, y in members]
+    for kernel in ((reach, 3), (3, reach), (reach, reach)):  # (width, height): rows, columns, any slant
+        near = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+        _, runs = cv2.connectedComponents(near, connectivity=8)
+        run_of = runs[points[:, 1], points[:, 0]]
+        for run in np.unique(run_of):
+            members = points[run_of == run]
+            if len(members) >= MIN_DOTS and _collinear(members):
+                boxes += _run_boxes(members)
     return boxes
+
+
+def _run_boxes(members: np.ndarray) -> list[Box]:
+    """Return one box over a run of dots along a row or column, else a box per dot."""
+    (x0, y0), (x1, y1) = members.min(axis=0), members.max(axis=0) + 1
+    if min(x1 - x0, y1 - y0) <= 3:
+        return [(int(x0), int(y0), int(x1), int(y1))]
+    return [(int(x), int(y), int(x) + 1, int(y) + 1) for x, y in members]
 
 
 def _collinear(points: np.ndarray) -> bool:
@@ -178,8 +185,8 @@ def _full_height(box: Box, letters: np.ndarray, shape: tuple[int, ...]) -> Box:
     top = int(letters[:, cv2.CC_STAT_TOP].min())
     bottom = int((letters[:, cv2.CC_STAT_TOP] + letters[:, cv2.CC_STAT_HEIGHT]).max())
     height = float(np.median(letters[:, cv2.CC_STAT_HEIGHT]))
-    return (x0, max(min(y0, top - round(LINE_ABOVE * height)), 0),
-            x1, min(max(y1, bottom + round(LINE_BELOW * height)), shape[0]))
+    return (max(x0 - LINE_SIDE, 0), max(min(y0, top - round(LINE_ABOVE * height)), 0),
+            min(x1 + LINE_SIDE, shape[1]), min(max(y1, bottom + round(LINE_BELOW * height)), shape[0]))
 
 
 def join_lines(boxes: list[Box]) -> list[Box]:
