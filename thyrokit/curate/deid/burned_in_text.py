@@ -46,7 +46,7 @@ WORD_GAP = 1.2           # words of one line are at most this many glyph heights
 PAD = 1                  # pixels added around each box for anti-aliased edges
 LINE_ABOVE = 0.2         # a text line's box reaches this many ink heights above its ink ...
 LINE_BELOW = 0.4         # ... and this many below, where descenders (g, p, y) hang
-LINE_SIDE = 3            # pixels a text line's box reaches beside its ink (the glyphs' side bearing)
+LINE_SIDE = (1, 3)       # pixels a text line's box reaches left and right of its ink (side bearing, advance)
 DOT_AREA = 4             # pixels, largest mark of a dotted caliper line
 DOT_SPACING = 10         # pixels, widest gap between neighbouring dots of one line
 MIN_DOTS = 4             # dots in a run before it counts as a line
@@ -107,9 +107,11 @@ def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray,
     # Strokes one or two pixels wide vanish under a 3x3 cross erosion; calcifications do not.
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     core = np.bincount(labels[cv2.erode(strokes, cross) > 0], minlength=count)
-    glyphs = small & (heights >= GLYPH_HEIGHT[0]) & (core <= MAX_SOLID * areas)
-    # Small marks (glyphs, and the dots and bars of i, :, -) within a letter gap of each
-    # other join into words and lines; only glyphs decide whether a group is text.
+    thin = small & (core <= MAX_SOLID * areas)
+    glyphs = thin & (heights >= GLYPH_HEIGHT[0])
+    # Small marks (glyphs, the dots and bars of i, :, -, and letters drawn over a bright
+    # spot) within a letter gap of each other join into words and lines; only glyphs
+    # decide whether a group is text.
     joined = cv2.dilate(small[labels].astype(np.uint8),
                         cv2.getStructuringElement(cv2.MORPH_RECT, (LETTER_GAP, 3)))
     groups, group_labels, group_stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
@@ -127,6 +129,8 @@ def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray,
             if (areas[letter] > MAX_GLYPH_FILL * widths[letter] * heights[letter]
                     or np.percentile(brightness[y:y + h, x:x + w][lone], 75) < SATURATED):
                 continue
+        if letters.size > 1:
+            window &= _on_the_line(stats, letters, thin)[labels[y:y + h, x:x + w]]
         x0, y0, x1, y1 = _ink_box(window)
         box = (x + x0, y + y0, x + x1, y + y1)
         if letters.size > 1:
@@ -179,14 +183,26 @@ def _collinear(points: np.ndarray) -> bool:
     return float(np.sqrt(max(minor, 0.0))) <= DOT_SCATTER
 
 
+def _on_the_line(stats: np.ndarray, letters: np.ndarray, thin: np.ndarray) -> np.ndarray:
+    """Return, per component, whether it belongs to the letters' line: thin, or centred within its rows.
+
+    A solid blob (a calcification) just above or below a word is tissue and stays out
+    of the word's box; one the letters are drawn over sits on the line and goes with it.
+    """
+    tops, heights = stats[:, cv2.CC_STAT_TOP], stats[:, cv2.CC_STAT_HEIGHT]
+    centres = tops + heights / 2
+    top, bottom = tops[letters].min(), (tops[letters] + heights[letters]).max()
+    return thin | ((centres >= top) & (centres <= bottom))
+
+
 def _full_height(box: Box, letters: np.ndarray, shape: tuple[int, ...]) -> Box:
     """Return a word's ink box grown to its line's full height, from its letters' stats rows."""
     x0, y0, x1, y1 = box
     top = int(letters[:, cv2.CC_STAT_TOP].min())
     bottom = int((letters[:, cv2.CC_STAT_TOP] + letters[:, cv2.CC_STAT_HEIGHT]).max())
     height = float(np.median(letters[:, cv2.CC_STAT_HEIGHT]))
-    return (max(x0 - LINE_SIDE, 0), max(min(y0, top - round(LINE_ABOVE * height)), 0),
-            min(x1 + LINE_SIDE, shape[1]), min(max(y1, bottom + round(LINE_BELOW * height)), shape[0]))
+    return (max(x0 - LINE_SIDE[0], 0), max(min(y0, top - round(LINE_ABOVE * height)), 0),
+            min(x1 + LINE_SIDE[1], shape[1]), min(max(y1, bottom + round(LINE_BELOW * height)), shape[0]))
 
 
 def join_lines(boxes: list[Box]) -> list[Box]:
