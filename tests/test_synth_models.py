@@ -16,6 +16,7 @@ from thyrokit.synth.diffusion import load_diffusion, make_train_scheduler, make_
 from thyrokit.synth.gan import Generator, generate
 from thyrokit.synth.diffusion_training import train_diffusion
 from thyrokit.synth.gan_training import load_gan, train_gan
+from thyrokit.synth.sample import load_generator
 
 SIZE = 16
 CPU = torch.device("cpu")
@@ -120,16 +121,30 @@ def test_diffusion_training_is_byte_identical_across_runs(patches, tmp_path):
     assert weights[0] == weights[1]
 
 
-def test_dp_gan_reports_a_privacy_budget_that_shrinks_with_more_noise(patches, tmp_path):
+@pytest.mark.parametrize("kind", ["gan", "diffusion"])
+def test_dp_reports_a_privacy_budget_that_shrinks_with_more_noise(patches, tmp_path, kind):
     data = DataConfig(size=SIZE)
     budgets = []
     for noise in (0.8, 2.0):
-        config = GanConfig(steps=3, batch_size=8, channels=16, z_dim=8,
-                           privacy=PrivacyConfig(enabled=True, noise_multiplier=noise))
-        metrics = train_gan(patches, data, config, tmp_path / f"dp{noise}", tmp_path / f"live{noise}", CPU)
+        privacy = PrivacyConfig(enabled=True, noise_multiplier=noise)
+        config, trainer = ((GanConfig(steps=3, batch_size=8, channels=16, z_dim=8, privacy=privacy), train_gan)
+                           if kind == "gan" else (dataclasses.replace(TINY_DIFFUSION, steps=3, privacy=privacy),
+                                                  train_diffusion))
+        metrics = trainer(patches, data, config, tmp_path / f"dp{noise}", tmp_path / f"live{noise}", CPU)
         assert metrics["delta"] == config.privacy.delta
+        # The saved model carries the same budget, for synth_eval and the dataset card.
+        assert load_generator(kind, tmp_path / f"dp{noise}", CPU).privacy == {
+            "enabled": True, "epsilon": metrics["epsilon"], "delta": config.privacy.delta, "noise_multiplier": noise}
         budgets.append(metrics["epsilon"])
     assert 0 < budgets[1] < budgets[0] < float("inf")
+
+
+def test_a_dp_model_without_its_privacy_report_is_refused(patches, tmp_path):
+    config = GanConfig(steps=1, batch_size=8, channels=16, z_dim=8, privacy=PrivacyConfig(enabled=True))
+    train_gan(patches, DataConfig(size=SIZE), config, tmp_path / "gan", tmp_path / "live", CPU)
+    (tmp_path / "gan" / "privacy.json").unlink()
+    with pytest.raises(ValueError, match="trained with DP-SGD but has no privacy.json"):
+        load_generator("gan", tmp_path / "gan", CPU)
 
 
 def test_config_round_trips_and_names_unknown_keys(tmp_path):

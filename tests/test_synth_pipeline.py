@@ -21,7 +21,7 @@ PARAMS = {"synth": {
     "encoder": {"steps": 10, "batch_size": 8},
     "gan": {"steps": 6, "batch_size": 8, "channels": 16, "z_dim": 8, "checkpoint_every": 3, "log_every": 2},
     "diffusion": {"steps": 4, "batch_size": 8, "block_out_channels": [16, 32], "inference_steps": 3,
-                  "log_every": 2},
+                  "log_every": 2, "privacy": {"enabled": True, "noise_multiplier": 1.0}},
     "sample": {"generators": ["gan", "diffusion"], "batch_size": 16},
     "eval": {"samples_per_class": 12, "classifier_steps": 5, "kid_subset_size": 10, "kid_subsets": 5},
 }}
@@ -74,6 +74,12 @@ def test_train_sample_eval_balances_the_train_split_only(tmp_path, monkeypatch):
                     "auc_real_plus_synth", "tstr_balanced_accuracy"):
             assert figures[name][key] is not None, (name, key)
         assert sorted(figures[name]["splits"]) == ["external", "test", "validation"]
+    # The privacy guarantee travels with each generator's figures (the dataset card shows it).
+    assert figures["gan"]["dp"] == {"enabled": False, "epsilon": None, "delta": None, "noise_multiplier": None}
+    trained = json.loads(Path("metrics/train_diffusion.json").read_text())
+    assert figures["diffusion"]["dp"] == {"enabled": True, "epsilon": trained["epsilon"], "delta": 1e-5,
+                                          "noise_multiplier": 1.0}
+    assert 0 < trained["epsilon"] < float("inf")
     assert Path("plots/eval/utility.png").is_file()
 
     # A target already met (0.3 x 30 benign = 9 < 10 malignant) writes valid, empty tables.

@@ -83,6 +83,7 @@ class DiffusionConfig:
     label_dropout: float = 0.1
     checkpoint_every: int = 500
     log_every: int = 10
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
 
 @dataclass(frozen=True)

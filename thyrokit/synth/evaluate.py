@@ -4,6 +4,8 @@ For each generator a fresh evaluation sample is drawn through the same memorisat
 gate as synth_sample: ``samples_per_class`` per class (at least the class's deficit).
 Fidelity compares its encoder features with the real train patches'; utility adds
 each class's deficit of it to the real train patches, and trains on it alone (TSTR).
+``dp`` carries the privacy report saved with the model (DP-SGD enabled, epsilon, delta,
+noise multiplier), so the figures and the guarantee they were bought with travel together.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def evaluate_generator(generator: TrainedGenerator, encoder: PatchClassifier, tr
                                       seed, device, f"{generator.name}: synthetic only")
     return {
         "generator": f"{generator.name}:{generator.version}",
+        "dp": generator.privacy,
         "samples": int(len(drawn.labels)),
         **fidelity,
         "memorised_rejected": drawn.memorised_rejected,

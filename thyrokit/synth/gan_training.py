@@ -21,7 +21,7 @@ from thyrokit.synth.curves import LossCurves
 from thyrokit.synth.config import DataConfig, GanConfig, read_config, to_dict, write_config
 from thyrokit.synth.data import PatchSet, labels_of, num_labels, to_tensor
 from thyrokit.synth.gan import Discriminator, Generator, update_ema
-from thyrokit.synth.privacy import epsilon, make_private, per_sample_grads_off, poisson_batch
+from thyrokit.synth.privacy import make_private, per_sample_grads_off, poisson_batch, privacy_report, write_privacy
 
 WEIGHTS = "generator.pt"
 
@@ -118,10 +118,11 @@ def train_gan(patches: PatchSet, data_config: DataConfig, config: GanConfig, out
 
     save_checkpoint(out_dir / WEIGHTS, {name: value.cpu() for name, value in ema.state_dict().items()})
     write_config(out_dir / "config.json", data=data_config, gan=config)
+    report = privacy_report(config.privacy, accountant)
+    write_privacy(out_dir, report)
     metrics = {"steps": config.steps, **curves.last()}
     if private:
-        metrics["epsilon"] = epsilon(accountant, config.privacy.delta)
-        metrics["delta"] = config.privacy.delta
+        metrics.update(epsilon=report["epsilon"], delta=report["delta"])
     return metrics
 
 

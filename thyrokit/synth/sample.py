@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -24,7 +24,7 @@ from thyrokit.contract import NODULES, PATCHES, write_table
 from thyrokit.pixels import encode_png, write_shards
 from thyrokit.synth.balance import class_deficits, draw_levels, split_among
 from thyrokit.synth.checkpoint import file_digest
-from thyrokit.synth.config import DataConfig, DiffusionConfig, SampleConfig, read_config
+from thyrokit.synth.config import DataConfig, DiffusionConfig, GanConfig, SampleConfig, read_config
 from thyrokit.synth.data import LEVELS, PatchSet, decode_label, encode_label, from_tensor
 from thyrokit.synth.diffusion import UNET_FOLDER, load_diffusion, sample
 from thyrokit.synth.encoder import PatchClassifier, encode
@@ -33,6 +33,7 @@ from thyrokit.synth.gan_training import WEIGHTS as GAN_WEIGHTS
 from thyrokit.synth.gan_training import load_gan
 from thyrokit.synth.grid import write_grid
 from thyrokit.synth.memorisation import memorised, nearest_training
+from thyrokit.synth.privacy import read_privacy
 
 GENERATORS = ("gan", "diffusion")
 SYNTHETIC_PATIENT = "synthetic"
@@ -40,12 +41,14 @@ SYNTHETIC_PATIENT = "synthetic"
 
 @dataclass(frozen=True)
 class TrainedGenerator:
-    """A loaded generator: its name, weights digest, data config and a (labels, seeds) -> pairs function."""
+    """A loaded generator: its name, weights digest, data config, a (labels, seeds) -> pairs function,
+    and its privacy report (:func:`thyrokit.synth.privacy.privacy_report`; None where unknown)."""
 
     name: str
     version: str
     data: DataConfig
     draw: Callable[[torch.Tensor, list[int]], torch.Tensor]
+    privacy: dict | None = field(default=None)
 
 
 def load_generator(name: str, folder: str | os.PathLike, device: torch.device,
@@ -54,8 +57,9 @@ def load_generator(name: str, folder: str | os.PathLike, device: torch.device,
     folder = Path(folder)
     if name == "gan":
         model, data = load_gan(folder, device)
+        privacy = read_privacy(folder, read_config(folder / "config.json", "gan", GanConfig).privacy)
         return TrainedGenerator(name, file_digest(folder / GAN_WEIGHTS), data,
-                                lambda labels, seeds: generate(model, labels, seeds))
+                                lambda labels, seeds: generate(model, labels, seeds), privacy)
     if name == "diffusion":
         data = read_config(folder / "config.json", "data", DataConfig)
         config = read_config(folder / "config.json", "diffusion", DiffusionConfig)
@@ -65,7 +69,8 @@ def load_generator(name: str, folder: str | os.PathLike, device: torch.device,
         # The sampler's knobs change the samples as much as the weights do, so they are part of the version.
         version = f"{file_digest(folder / UNET_FOLDER / 'diffusion_pytorch_model.safetensors')}+ddim{steps}+cfg{scale:g}"
         return TrainedGenerator(name, version, data,
-                                lambda labels, seeds: sample(unet, scheduler, labels, seeds, steps, scale))
+                                lambda labels, seeds: sample(unet, scheduler, labels, seeds, steps, scale),
+                                read_privacy(folder, config.privacy))
     raise ValueError(f"unknown generator '{name}'; known: {list(GENERATORS)}")
 
 
