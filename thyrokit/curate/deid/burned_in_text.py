@@ -49,7 +49,8 @@ LINE_BELOW = 0.4         # ... and this many below, where descenders (g, p, y) h
 LINE_SIDE = (1, 3)       # pixels a text line's box reaches left and right of its ink (side bearing, advance)
 DOT_AREA = 4             # pixels, largest mark of a dotted caliper line
 DOT_SPACING = 10         # pixels, widest gap between neighbouring dots of one line
-MIN_DOTS = 4             # dots in a run before it counts as a line
+MIN_DOTS = 4             # dots in a slanted run before it counts as a line ...
+MIN_AXIS_DOTS = 3        # ... and in a run along one row or column, which speckle rarely makes
 DOT_SCATTER = 1.0        # pixels, largest spread of a run's dots across its line
 
 
@@ -92,17 +93,29 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     if count <= 1:
         return []
     shape = image.shape[:2]
-    lines = join_lines(glyph_boxes(brightness, strokes, labels, stats))
     dots = dotted_line_boxes(stats, centroids, shape)
+    # The dots of a caliper line are no letters: strung between two end crosses they would
+    # make a "word" of the whole measurement and its box would take the nodule with it.
+    lines = join_lines(glyph_boxes(brightness, strokes, labels, stats, ~_inside(centroids, dots, shape)))
     return sorted({_pad(box, shape) for box in lines + dots}, key=lambda b: (b[1], b[0]))
 
 
-def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> list[Box]:
-    """Return the ink boxes of words and lone saturated marks among the stroke components."""
+def _inside(points: np.ndarray, boxes: list[Box], shape: tuple[int, ...]) -> np.ndarray:
+    """Return, per (x, y) point, whether it lies in any of `boxes`."""
+    covered = np.zeros(shape, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        covered[max(y0, 0):y1, max(x0, 0):x1] = True
+    cells = np.rint(points).astype(np.int64)
+    return covered[cells[:, 1].clip(0, shape[0] - 1), cells[:, 0].clip(0, shape[1] - 1)]
+
+
+def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                candidates: np.ndarray) -> list[Box]:
+    """Return the ink boxes of words and lone saturated marks among the `candidates` stroke components."""
     count = stats.shape[0]
     widths, heights, areas = (stats[:, column] for column in
                               (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
-    small = (heights <= GLYPH_HEIGHT[1]) & (widths <= 2 * GLYPH_HEIGHT[1])
+    small = (heights <= GLYPH_HEIGHT[1]) & (widths <= 2 * GLYPH_HEIGHT[1]) & candidates
     small[0] = False
     # Strokes one or two pixels wide vanish under a 3x3 cross erosion; calcifications do not.
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -157,22 +170,33 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
     dots[points[:, 1], points[:, 0]] = 1
     reach = DOT_SPACING + 1
     boxes = []
-    for kernel in ((reach, 3), (3, reach), (reach, reach)):  # (width, height): rows, columns, any slant
+    # (width, height) of the reach, and the axis across the run: a row, a column, any slant.
+    for kernel, across, least in (((reach, 3), 1, MIN_AXIS_DOTS), ((3, reach), 0, MIN_AXIS_DOTS),
+                                  ((reach, reach), None, MIN_DOTS)):
         near = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
         _, runs = cv2.connectedComponents(near, connectivity=8)
         run_of = runs[points[:, 1], points[:, 0]]
         for run in np.unique(run_of):
             members = points[run_of == run]
-            if len(members) >= MIN_DOTS and _collinear(members):
+            if across is not None:  # drop the dots of a crossing line: keep those on the run's own row/column
+                members = members[np.abs(members[:, across] - np.median(members[:, across])) <= 1]
+            if len(members) >= least and _collinear(members):
                 boxes += _run_boxes(members)
     return boxes
 
 
 def _run_boxes(members: np.ndarray) -> list[Box]:
-    """Return one box over a run of dots along a row or column, else a box per dot."""
+    """Return one box over a run of dots along a row or column, else a box per dot.
+
+    The row or column box reaches half a dot spacing past the end dots: a dot lost in
+    bright tissue at either end still goes.
+    """
     (x0, y0), (x1, y1) = members.min(axis=0), members.max(axis=0) + 1
-    if min(x1 - x0, y1 - y0) <= 3:
-        return [(int(x0), int(y0), int(x1), int(y1))]
+    half = DOT_SPACING // 2
+    if x1 - x0 <= 3:
+        return [(int(x0), int(y0) - half, int(x1), int(y1) + half)]
+    if y1 - y0 <= 3:
+        return [(int(x0) - half, int(y0), int(x1) + half, int(y1))]
     return [(int(x), int(y), int(x) + 1, int(y) + 1) for x, y in members]
 
 
