@@ -73,7 +73,7 @@ def test_train_sample_eval_balances_the_train_split_only(tmp_path, monkeypatch):
                     "balanced_accuracy_real", "balanced_accuracy_real_plus_synth", "auc_real",
                     "auc_real_plus_synth", "tstr_balanced_accuracy"):
             assert figures[name][key] is not None, (name, key)
-        assert sorted(figures[name]["splits"]) == ["external", "test", "validation"]
+        assert sorted(figures[name]["splits"]) == ["external", "held_out", "test", "validation"]
     # The privacy guarantee travels with each generator's figures (the dataset card shows it).
     assert figures["gan"]["dp"] == {"enabled": False, "epsilon": None, "delta": None, "noise_multiplier": None}
     trained = json.loads(Path("metrics/train_diffusion.json").read_text())

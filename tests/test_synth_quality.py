@@ -12,7 +12,7 @@ from thyrokit.synth.encoder import encode, train_classifier
 from thyrokit.synth.fidelity import fid, kid, precision_recall
 from thyrokit.synth.memorisation import Nearest, memorised, nearest_training
 from thyrokit.synth.sample import TrainedGenerator, clean_mask, draw_gated
-from thyrokit.synth.utility import balanced_accuracy, roc_auc
+from thyrokit.synth.utility import balanced_accuracy, roc_auc, with_pooled
 
 SIZE = 16
 
@@ -120,3 +120,14 @@ def test_generated_masks_are_cleaned_to_one_filled_region():
     expected[3:11, 3:11] = 255
     assert np.array_equal(cleaned, expected)
     assert not clean_mask(np.zeros_like(mask)).any()
+
+
+def test_headline_scores_pool_every_held_out_split_and_skip_empty_ones():
+    splits = {"test": (np.zeros((2, 4, 4), np.uint8), np.array([1, 0])),
+              "validation": (np.ones((3, 4, 4), np.uint8), np.array([0, 0, 1])),
+              "external": (np.zeros((0, 4, 4), np.uint8), np.zeros(0, np.int64))}
+    pooled = with_pooled(splits)
+    assert sorted(pooled) == ["external", "held_out", "test", "validation"]
+    images, truth = pooled["held_out"]
+    assert images.shape == (5, 4, 4) and truth.tolist() == [1, 0, 0, 0, 1]
+    assert with_pooled({}) == {}

@@ -31,7 +31,7 @@ from thyrokit.synth.evaluate import evaluate_generator
 from thyrokit.synth.gan_training import train_gan
 from thyrokit.synth.plots import plot_utility
 from thyrokit.synth.sample import GENERATORS, balance_train_split, load_generator, write_class_grids, write_synthetic
-from thyrokit.synth.utility import train_and_score
+from thyrokit.synth.utility import train_and_score, with_pooled
 
 ENCODER_FOLDER = "synth_encoder"
 PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
@@ -191,9 +191,10 @@ def evaluate(patches: Path, models: Path, metrics: Path, plots_dir: Path, params
     encoder = load_encoder(models / ENCODER_FOLDER, encoder_config, device)
     train_set = load_training_patches(patches, data_config)
     train_features = encode(encoder, train_set.images)
-    held_out = {split: (patch_set.images,
-                        np.asarray([data_config.classes.index(p) for p in patch_set.rows["pathology"]], np.int64))
-                for split, patch_set in load_held_out(patches, data_config).items()}
+    held_out = with_pooled({
+        split: (patch_set.images,
+                np.asarray([data_config.classes.index(p) for p in patch_set.rows["pathology"]], np.int64))
+        for split, patch_set in load_held_out(patches, data_config).items()})
     real_classes = np.asarray([data_config.classes.index(p) for p in train_set.rows["pathology"]], np.int64)
     real_scores = train_and_score(train_set.images, real_classes, held_out, classifier_config, data_config.seed,
                                   device, "real only")
