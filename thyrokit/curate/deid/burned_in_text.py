@@ -127,29 +127,43 @@ def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray,
     # decide whether a group is text.
     joined = cv2.dilate(small[labels].astype(np.uint8),
                         cv2.getStructuringElement(cv2.MORPH_RECT, (LETTER_GAP, 3)))
-    groups, group_labels, group_stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    _, group_labels = cv2.connectedComponents(joined, connectivity=8)
+    marks = small[labels]
+    group_of = np.zeros(count, dtype=np.int32)
+    group_of[labels[marks]] = group_labels[marks]
     boxes = []
-    for group in range(1, groups):
-        x, y, w, h = (int(value) for value in group_stats[group, :4])
-        window = (group_labels[y:y + h, x:x + w] == group) & small[labels[y:y + h, x:x + w]]
-        members = np.unique(labels[y:y + h, x:x + w][window])
+    order = np.flatnonzero(small)
+    order = order[np.argsort(group_of[order], kind="stable")]
+    for members in np.split(order, np.flatnonzero(np.diff(group_of[order])) + 1):
         letters = members[glyphs[members]]
         if letters.size == 0:
             continue
-        if letters.size == 1:
-            letter = letters[0]
-            lone = labels[y:y + h, x:x + w] == letter
-            if (areas[letter] > MAX_GLYPH_FILL * widths[letter] * heights[letter]
-                    or np.percentile(brightness[y:y + h, x:x + w][lone], 75) < SATURATED):
-                continue
+        if letters.size == 1 and not _saturated_mark(brightness, labels, stats, letters[0]):
+            continue
         if letters.size > 1:
-            window &= _on_the_line(stats, letters, thin)[labels[y:y + h, x:x + w]]
-        x0, y0, x1, y1 = _ink_box(window)
-        box = (x + x0, y + y0, x + x1, y + y1)
+            members = members[_on_the_line(stats, letters, thin)[members]]
+        box = _union(stats[members])
         if letters.size > 1:
             box = _full_height(box, stats[letters], brightness.shape)
         boxes.append(box)
     return boxes
+
+
+def _saturated_mark(brightness: np.ndarray, labels: np.ndarray, stats: np.ndarray, label: int) -> bool:
+    """Return whether a lone glyph is a drawn mark: open (not a filled blob) and saturated bright."""
+    x, y, w, h, area = (int(value) for value in stats[label, :5])
+    if area > MAX_GLYPH_FILL * w * h:
+        return False
+    pixels = brightness[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+    return float(np.percentile(pixels, 75)) >= SATURATED
+
+
+def _union(rows: np.ndarray) -> Box:
+    """Return the box (x0, y0, x1, y1) around the components of these stats rows."""
+    x0, y0 = rows[:, cv2.CC_STAT_LEFT].min(), rows[:, cv2.CC_STAT_TOP].min()
+    x1 = (rows[:, cv2.CC_STAT_LEFT] + rows[:, cv2.CC_STAT_WIDTH]).max()
+    y1 = (rows[:, cv2.CC_STAT_TOP] + rows[:, cv2.CC_STAT_HEIGHT]).max()
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int, ...]) -> list[Box]:
@@ -250,12 +264,6 @@ def join_lines(boxes: list[Box]) -> list[Box]:
             if joined:
                 break
     return boxes
-
-
-def _ink_box(ink: np.ndarray) -> Box:
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _pad(box: Box, shape: tuple[int, ...]) -> Box:
