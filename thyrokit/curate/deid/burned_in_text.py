@@ -190,7 +190,7 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
         near = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
         _, runs = cv2.connectedComponents(near, connectivity=8)
         run_of = runs[points[:, 1], points[:, 0]]
-        for run in np.unique(run_of):
+        for run in np.flatnonzero(np.bincount(run_of) >= least):  # most dots are speckle, alone
             members = points[run_of == run]
             if across is not None:  # drop the dots of a crossing line: keep those on the run's own row/column
                 members = members[np.abs(members[:, across] - np.median(members[:, across])) <= 1]
