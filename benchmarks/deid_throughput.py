@@ -6,8 +6,8 @@ in memory and written to bytes in memory:
 - floor: pydicom reads the file and writes it back unchanged;
 - dicognito: dicognito's Anonymizer (header only) on the read dataset, then written;
 - thyrokit header: ``deidentify_dataset`` then written;
-- thyrokit full: header, pixel decode, burned-in text redaction of every frame
-  (scan area detected), PNG encode of every frame.
+- thyrokit full: header, pixel decode, one scan area per file (as ingest finds it),
+  burned-in text redaction of every frame, PNG encode of every frame.
 
 Files: pydicom's bundled test files that thyrokit de-identifies (the ones it
 quarantines are left out for every tool), plus the DICOM files under ``--phantom``.
@@ -29,9 +29,9 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_files
 
-from thyrokit.curate.deid import DeidOptions, QuarantineError, deidentify_dataset, redact_burned_in_text
+from thyrokit.curate.deid import DeidOptions, QuarantineError, deidentify_dataset, redact_burned_in_text, redact_frames
 from thyrokit.curate.deid.synthetic import redaction_scores, synthetic_frame
-from thyrokit.curate.scan_area import detect_scan_area
+from thyrokit.curate.scan_area import scan_area
 from thyrokit.pixels import encode_png
 
 SECRET = b"benchmark-secret-0123456789abcdef"
@@ -73,10 +73,12 @@ def full(data: bytes) -> None:
         frames = frames[None]
     if frames.ndim == 4 and frames.shape[-1] != 3:
         frames = frames[..., 0]
-    for frame in frames:
-        keep = detect_scan_area(frame if frame.dtype == np.uint8 else (frame >> 8).astype(np.uint8))
-        redacted, _ = redact_burned_in_text(frame, keep)
-        encode_png(redacted.astype(np.uint16) if redacted.dtype not in (np.uint8, np.uint16) else redacted)
+    if frames.dtype not in (np.uint8, np.uint16):
+        frames = frames.astype(np.uint16)
+    keep, _ = scan_area(frames)  # one scan area per file, as ingest finds it
+    redacted, _ = redact_frames(frames, keep)
+    for frame in redacted:
+        encode_png(np.ascontiguousarray(frame))
     write(out)
 
 
