@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import cv2
 import numpy as np
 import pydicom
 import pytest
@@ -25,9 +26,26 @@ def test_text_is_removed_and_tissue_left_alone(colour):
         removed.append(share_removed)
         untouched.append(share_untouched)
         assert not redacted[~frame.keep_mask].any()  # everything outside the scan area is blank
-    # Measured: 94% of boxes removed over 80 frames; text touching a bright tissue line is missed.
-    assert np.mean(removed) >= 0.85
+    # Measured: 91.6% (grey) and 91.8% (colour) of boxes removed, 99.08% / 99.25% untouched;
+    # text drawn across a bright tissue line is what is missed.
+    assert np.mean(removed) >= 0.9
     assert np.mean(untouched) >= 0.99
+
+
+def test_crossing_dotted_caliper_lines_are_removed_and_the_nodule_kept():
+    frame = synthetic_frame(4, texts=0, calipers=0)
+    image = frame.image.copy()
+    dots = np.zeros(image.shape, dtype=bool)
+    dots[180, 200:300:5] = True   # a transverse and an anteroposterior caliper line, crossing
+    dots[130:230:5, 250] = True
+    image[dots] = 255
+    redacted, boxes = redact_burned_in_text(image, frame.keep_mask)
+    assert not redacted[dots].any()
+    nodule = np.zeros(image.shape, dtype=bool)
+    nodule[140:220, 210:290] = True
+    nodule &= ~cv2.dilate(dots.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    # Measured 96.9%: a line goes as a 3-pixel band along its dots, not the box the pair spans.
+    assert np.mean(redacted[nodule] == image[nodule]) > 0.95
 
 
 def test_frame_without_text_is_untouched_inside_scan_area():
