@@ -192,11 +192,25 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
         run_of = runs[points[:, 1], points[:, 0]]
         for run in np.flatnonzero(np.bincount(run_of) >= least):  # most dots are speckle, alone
             members = points[run_of == run]
-            if across is not None:  # drop the dots of a crossing line: keep those on the run's own row/column
-                members = members[np.abs(members[:, across] - np.median(members[:, across])) <= 1]
-            if len(members) >= least and _collinear(members):
-                boxes += _run_boxes(members)
+            lines = [members] if across is None else _split_parallel(members, across)
+            boxes += [box for line in lines if len(line) >= least and _collinear(line) for box in _run_boxes(line)]
     return boxes
+
+
+def _split_parallel(members: np.ndarray, across: int) -> list[np.ndarray]:
+    """Return the dots of a row (across=1) or column (across=0) run split into lines a pixel thick.
+
+    Two caliper lines a few pixels apart, or a line crossed by another, merge into one
+    run; each row or column that holds dots is taken out in turn, most populated first.
+    """
+    lines = []
+    while len(members):
+        values, counts = np.unique(members[:, across], return_counts=True)
+        centre = values[np.argmax(counts)]
+        on_line = np.abs(members[:, across] - centre) <= 1
+        lines.append(members[on_line])
+        members = members[~on_line]
+    return lines
 
 
 def _run_boxes(members: np.ndarray) -> list[Box]:
