@@ -1,7 +1,8 @@
 """Inputs of the export stage, built the way the upstream stages write them (tables + PNG shards).
 
 Six patients, two single-frame images each, one per split pattern below, plus a
-three-frame cine series; human labels on most images, a pseudolabel on an unlabelled
+three-frame cine series; human labels on most images, two images a human labelled as
+holding no nodule (NO_FINDING: train and external), a pseudolabel on an unlabelled
 train image and one on a test image (which must not ship), a pre-label prediction,
 roi patches of every finding and synthetic train patches.
 """
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import polars as pl
 
+from thyrokit.annotate.labels import LABELLED_IMAGES_SCHEMA
 from thyrokit.contract import IMAGES, NODULES, PATCHES, write_table
 from thyrokit.pixels import encode_png, write_shards
 
@@ -66,6 +68,9 @@ FINDINGS = [
     ("nod-h", "img-cine1", (24, 20), 6, "benign", "human"),
     ("nod-i", "img-p31", (16, 16), 4, "benign", "prediction"),
 ]
+# Images a human labelled and found no nodule in (labelled_images.parquet lists them with
+# every image holding a human finding).
+NO_FINDING = ["img-p01", "img-p51"]
 PSEUDO = [
     ("nod-p1", "img-p11", (25, 20), 6, "benign", "pseudo"),
     ("nod-p2", "img-p41", (25, 20), 6, "malignant", "pseudo"),  # on test: never released
@@ -139,19 +144,25 @@ def make_inputs(root: Path) -> dict[str, Path]:
     folds = {row["image_id"]: row["fold"] for row in images}
     splits_final = [{"train": [i for i in development if folds[i] != fold],
                      "val": [i for i in development if folds[i] == fold]} for fold in (0, 1)]
+    nodules = write_nodules(root / "labels", FINDINGS)
     (root / "split" / "splits_final.json").write_text(json.dumps(splits_final))
     (root / "split" / "leakage.json").write_text(json.dumps(
         {"ok": True, "images": len(images), "checks": {"patient_in_two_splits": {"count": 0, "rows": []}}}))
+    human = sorted({f[1] for f in FINDINGS if f[5] == "human"} | set(NO_FINDING))
+    pl.DataFrame({"image_id": human, "label_source": ["human"] * len(human),
+                  "annotator": ["sidecar"] * len(human)}, schema=LABELLED_IMAGES_SCHEMA) \
+        .write_parquet(root / "labels" / "labelled_images.parquet")
     (root / "metrics").mkdir()
     (root / "metrics" / "ingest.json").write_text(json.dumps({"files": 15, "quarantined": 1, "text_boxes_redacted": 7}))
     (root / "metrics" / "prelabel.json").write_text(json.dumps({"dice": 0.71, "auc": 0.8}))
     return {
         "images": root / "split" / "images.parquet",
-        "nodules": write_nodules(root / "labels", FINDINGS),
+        "nodules": nodules,
         "pseudo": write_nodules(root / "pseudolabel", PSEUDO),
         "patches": root / "roi" / "patches.parquet",
         "synthetic": root / "synth" / "patches.parquet",
         "splits-final": root / "split" / "splits_final.json",
         "leakage": root / "split" / "leakage.json",
         "metrics-dir": root / "metrics",
+        "labelled-images": root / "labels" / "labelled_images.parquet",
     }

@@ -23,7 +23,8 @@ def release(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("formats")
     paths = make_inputs(root / "interim")
     inputs = ExportInputs(paths["images"], paths["nodules"], paths["patches"], paths["synthetic"],
-                          paths["pseudo"], paths["splits-final"], paths["leakage"], paths["metrics-dir"])
+                          paths["pseudo"], paths["splits-final"], paths["leakage"], paths["metrics-dir"],
+                          labelled_images=paths["labelled-images"])
     export_release(inputs, root / "release", ExportParams(nnunet_dataset_id=42))
     return root / "release"
 
@@ -46,13 +47,16 @@ def test_coco_loads_with_pycocotools_and_masks_match(release):
     for name in by_file:
         assert (release / "coco" / "train" / name).is_file()
     assert not any(a["nodule_id"] == "nod-p2" for a in COCO(str(release / "coco" / "test.json")).dataset["annotations"])
+    negative = by_file["img-p01.png"]  # labelled, no finding: an image without annotations
+    assert coco.getAnnIds(imgIds=[negative["id"]]) == [] and (release / "coco" / "train" / "img-p01.png").is_file()
+    assert "img-p21.png" not in by_file  # unlabelled: not a negative
 
 
 def test_yolo_labels_parse_and_lie_in_unit_square(release):
     data = yaml.safe_load((release / "yolo" / "data.yaml").read_text())
     assert data["names"] == {0: "benign", 1: "malignant", 2: "unknown"} and data["val"] == "images/validation"
     label_files = sorted((release / "yolo" / "labels").rglob("*.txt"))
-    assert len(label_files) == 8
+    assert len(label_files) == 10
     for path in label_files:
         split = path.parent.name
         image = png(release / "yolo" / "images" / split / f"{path.stem}.png")
@@ -63,6 +67,10 @@ def test_yolo_labels_parse_and_lie_in_unit_square(release):
         assert image.shape == (40, 48)
     two = (release / "yolo" / "labels" / "train" / "img-p00.txt").read_text().splitlines()
     assert [line.split()[0] for line in two] == ["0", "1"]
+    for split, negative in (("train", "img-p01"), ("external", "img-p51")):  # labelled, no finding
+        assert (release / "yolo" / "labels" / split / f"{negative}.txt").read_text() == ""
+        assert (release / "yolo" / "images" / split / f"{negative}.png").is_file()
+    assert not (release / "yolo" / "labels" / "train" / "img-p21.txt").exists()  # unlabelled
 
 
 def test_nnunet_dataset_json_matches_its_layout(release):
@@ -70,18 +78,20 @@ def test_nnunet_dataset_json_matches_its_layout(release):
     dataset = json.loads((root / "dataset.json").read_text())
     images = sorted(path.name for path in (root / "imagesTr").iterdir())
     labels = sorted(path.name for path in (root / "labelsTr").iterdir())
-    assert dataset["numTraining"] == len(images) == len(labels) == 6
+    assert dataset["numTraining"] == len(images) == len(labels) == 7
     assert dataset["file_ending"] == ".png" and dataset["labels"] == {"background": 0, "nodule": 1}
     assert dataset["channel_names"] == {"0": "US"}
     assert [re.sub(r"_0000\.png$", ".png", name) for name in images] == labels
     for name in labels:
         assert set(np.unique(png(root / "labelsTr" / name))) <= {0, 1}
+    assert not png(root / "labelsTr" / "img-p01.png").any()  # labelled, no finding: all background
     cases = {name[:-4] for name in labels}
     folds = json.loads((root / "splits_final.json").read_text())
     assert len(folds) == 2
     for fold in folds:
         assert set(fold["train"]) | set(fold["val"]) == cases and not set(fold["train"]) & set(fold["val"])
-    assert {path.name for path in (root / "imagesTs").iterdir()} == {"img-p40_0000.png", "img-p50_0000.png"}
+    assert {path.name for path in (root / "imagesTs").iterdir()} == {
+        "img-p40_0000.png", "img-p50_0000.png", "img-p51_0000.png"}
 
 
 def test_nnunet_folds_that_lose_every_case_are_an_error():
@@ -92,7 +102,7 @@ def test_nnunet_folds_that_lose_every_case_are_an_error():
 def test_monai_datalist_points_at_existing_pairs(release):
     datalist = json.loads((release / "monai_datalist.json").read_text())
     assert sorted(datalist) == ["external", "test", "training", "validation"]
-    assert len(datalist["training"]) == 5 and all("fold" in entry for entry in datalist["training"])
+    assert len(datalist["training"]) == 6 and all("fold" in entry for entry in datalist["training"])
     for entries in datalist.values():
         for entry in entries:
             image, mask = png(release / entry["image"]), png(release / entry["label"])
@@ -105,6 +115,9 @@ def test_segmentation_masks_are_union_of_nodules(release):
     for split in ("train", "validation", "test", "external"):
         images = sorted(path.name for path in (release / "segmentation" / split / "images").iterdir())
         assert images == sorted(path.name for path in (release / "segmentation" / split / "masks").iterdir())
+    negative = png(release / "segmentation" / "train" / "masks" / "img-p01.png")  # labelled, no finding
+    assert negative.shape == (40, 48) and not negative.any()
+    assert not (release / "segmentation" / "train" / "masks" / "img-p21.png").exists()  # unlabelled
 
 
 def test_imagefolder_holds_patches_with_stable_class_folders(release):

@@ -23,7 +23,7 @@ from thyrokit.pixels import read_image, rebase_paths
 def inputs_of(paths: dict[str, Path], params_file: Path | None = None) -> ExportInputs:
     return ExportInputs(paths["images"], paths["nodules"], paths["patches"], paths["synthetic"],
                         paths["pseudo"], paths["splits-final"], paths["leakage"], paths["metrics-dir"],
-                        params_file)
+                        params_file, labelled_images=paths["labelled-images"])
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,26 @@ def test_manifest_has_image_level_labels(exported):
     assert labels["img-p00"] == ("malignant", 2, "human")  # one benign and one malignant nodule
     assert labels["img-p20"] == ("unknown", 1, "human")
     assert labels["img-p11"] == ("benign", 1, "pseudo")  # unlabelled train image, pseudolabelled
+    assert labels["img-p01"] == ("none", 0, "human")  # labelled, no finding
+    assert labels["img-p51"] == ("none", 0, "human")
+    assert "img-p21" not in labels  # nobody looked at it: still unlabelled
+
+
+def test_no_finding_blocks_a_pseudolabel_and_counts_in_the_summary(exported, tmp_path):
+    paths, _, summary = exported
+    assert summary["images_by_class"]["train"]["none"] == 1
+    assert summary["images_by_class"]["external"]["none"] == 1
+    listing = pl.read_parquet(paths["labelled-images"])
+    listing = pl.concat([listing, listing.head(1).with_columns(image_id=pl.lit("img-p11"))])
+    listing.write_parquet(tmp_path / "labelled_images.parquet")
+    inputs = inputs_of(paths)
+    inputs = ExportInputs(**{**inputs.__dict__, "labelled_images": tmp_path / "labelled_images.parquet"})
+    export_release(inputs, tmp_path / "release", ExportParams(formats=()))
+    manifest = read_table(tmp_path / "release" / "manifest.parquet", MANIFEST)
+    row = manifest.filter(pl.col("image_id") == "img-p11").row(0, named=True)
+    assert (row["pathology"], row["label_source"], row["n_nodules"]) == ("none", "human", 0)
+    nodules = read_table(tmp_path / "release" / "nodules.parquet", NODULES)
+    assert "nod-p1" not in nodules.get_column("nodule_id").to_list()  # a human said: no nodule here
 
 
 def test_only_train_carries_model_labels(exported):

@@ -17,8 +17,8 @@ from thyrokit.pipelines import load_release
 from thyrokit.pipelines.export import ExportInputs, ExportParams, export_release
 
 torch.set_num_threads(1)
-EXPECTED = {  # images with a mask, and benign/malignant patches (train has 4 synthetic ones)
-    "segmentation": {"train": 5, "validation": 1, "test": 1, "external": 1},
+EXPECTED = {  # images with a mask (negatives too), and benign/malignant patches (train has 4 synthetic ones)
+    "segmentation": {"train": 6, "validation": 1, "test": 1, "external": 2},
     "classification": {"train": 9, "validation": 1, "test": 1, "external": 1},
 }
 
@@ -27,7 +27,8 @@ EXPECTED = {  # images with a mask, and benign/malignant patches (train has 4 sy
 def release(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("loader")
     paths = make_inputs(root / "interim")
-    inputs = ExportInputs(paths["images"], paths["nodules"], paths["patches"], paths["synthetic"], paths["pseudo"])
+    inputs = ExportInputs(paths["images"], paths["nodules"], paths["patches"], paths["synthetic"], paths["pseudo"],
+                          labelled_images=paths["labelled-images"])
     export_release(inputs, root / "release", ExportParams(formats=()))
     return root / "release"
 
@@ -40,7 +41,7 @@ def test_every_split_loads_through_a_dataloader(release, task):
         for image, mask, label in DataLoader(dataset, batch_size=1):
             assert image.dtype == torch.float32 and image.shape[1] == 1 and 0 <= image.min() <= image.max() <= 1
             assert mask.shape[2:] == image.shape[2:] and set(mask.unique().tolist()) <= {0.0, 1.0}
-            assert label.item() in (0, 1, 2) if task == "segmentation" else label.item() in (0, 1)
+            assert label.item() in (-1, 0, 1, 2) if task == "segmentation" else label.item() in (0, 1)
 
 
 def test_segmentation_item_is_the_image_its_union_mask_and_worst_label(release):
@@ -50,6 +51,13 @@ def test_segmentation_item_is_the_image_its_union_mask_and_worst_label(release):
     union = np.maximum(disc((12, 12), 5), disc((34, 26), 6)) > 0
     assert np.array_equal(mask[0].numpy() > 0, union)
     assert label.item() == 1  # malignant
+
+
+def test_image_labelled_with_no_finding_is_a_negative_with_an_empty_mask(release):
+    dataset = load_release(release, "external")
+    image, mask, label = dataset[dataset.keys.index("img-p51")]
+    assert mask.shape[1:] == image.shape[1:] and mask.sum().item() == 0
+    assert label.item() == -1
 
 
 def test_bad_split_or_task_is_named(release):

@@ -20,6 +20,7 @@ from typing import Any
 import click
 import polars as pl
 
+from thyrokit.annotate.labels import read_labelled_images
 from thyrokit.contract import (IMAGES, NODULES, PATCHES, PATHOLOGIES, SPLITS, ContractError, TableSpec,
                                read_table)
 from thyrokit.params import DEFAULT_PARAMS, load_params
@@ -28,7 +29,7 @@ from thyrokit.pipelines.formats.cine import write_cine
 from thyrokit.pipelines.formats.coco import write_coco
 from thyrokit.pipelines.formats.imagefolder import write_imagefolder
 from thyrokit.pipelines.formats.jsonfile import write_json
-from thyrokit.pipelines.formats.manifest import (Release, release_labels, release_patches,
+from thyrokit.pipelines.formats.manifest import (NO_FINDING, Release, release_labels, release_patches,
                                                  resolve_paths, write_release)
 from thyrokit.pipelines.formats.monai import write_monai
 from thyrokit.pipelines.formats.nnunet import write_nnunet
@@ -87,6 +88,9 @@ class ExportInputs:
     # Where to write the summary again for `dvc metrics` (outside the release: DVC forbids a
     # metrics file inside a tracked output folder); never read back into the card.
     metrics_out: Path | None = None
+    # The labels stage's labelled_images.parquet: images a human labelled, with or without
+    # a finding; those without one ship as negatives (pathology "none", all-zero mask).
+    labelled_images: Path | None = None
 
 
 def _format_writers(params: ExportParams, splits_final: list | None) -> dict[str, Callable[[Release], int]]:
@@ -128,6 +132,18 @@ def read_json(path: Path | None) -> Any:
     return json.loads(path.read_text())
 
 
+def read_no_finding(path: Path | None) -> list[str]:
+    """Return the image ids a human labelled, from a labelled-images table (none if absent).
+
+    Whether an image holds a finding is for the nodules table to say; this list only
+    tells a labelled image with none from one nobody looked at.
+    """
+    if path is None:
+        return []
+    labelled = read_labelled_images(path).filter(pl.col("label_source") == "human")
+    return sorted(labelled.get_column("image_id").unique().to_list())
+
+
 def stage_metrics(inputs: ExportInputs) -> tuple[Path, ...]:
     """Return the other stages' metrics JSONs in the metrics folder (not this stage's own)."""
     folder = inputs.metrics_dir
@@ -151,7 +167,7 @@ def per_split(frame: pl.DataFrame, column: str, keys: tuple[str, ...]) -> dict[s
 def summarise(release: Release) -> dict[str, Any]:
     """Return the release's counts per split, site, device and class (what ``dvc metrics show`` reads)."""
     manifest = release.manifest.with_columns(pl.col("pathology").fill_null("unlabelled"))
-    classes = (*PATHOLOGIES, "unlabelled")
+    classes = (*PATHOLOGIES, NO_FINDING, "unlabelled")
     real = release.patches.filter(pl.col("label_source") != "synthetic")
     synthetic = release.patches.filter(pl.col("label_source") == "synthetic")
     sites = tuple(sorted(manifest.get_column("site").unique()))
@@ -183,10 +199,11 @@ def export_release(inputs: ExportInputs, out_dir: str | os.PathLike, params: Exp
     pseudo = read_input(inputs.pseudo, NODULES, required=False)
     if pseudo is not None:
         nodules = pl.concat([nodules, pseudo.filter(~pl.col("nodule_id").is_in(nodules["nodule_id"].implode()))])
-    labels = release_labels(images, nodules)
+    no_finding = read_no_finding(inputs.labelled_images)
+    labels = release_labels(images, nodules, no_finding)
     patches = release_patches(read_input(inputs.patches, PATCHES), labels,
                               read_input(inputs.synthetic, PATCHES, required=False))
-    release = write_release(images, labels, patches, out_dir, params.shard_mb * MB)
+    release = write_release(images, labels, patches, out_dir, params.shard_mb * MB, no_finding)
     writers = _format_writers(params, read_json(inputs.splits_final))
     chosen = set(params.formats) | ({"segmentation"} if "monai" in params.formats else set())
     for name in FORMATS:
@@ -210,6 +227,9 @@ def export_release(inputs: ExportInputs, out_dir: str | os.PathLike, params: Exp
               help="Human labels (the labels stage's nodules.parquet).")
 @click.option("--patches", "patches_path", required=True, type=EXISTING_FILE,
               help="Nodule patches (the roi stage's patches.parquet).")
+@click.option("--labelled-images", "labelled_images_path", type=EXISTING_FILE,
+              help="Images a human labelled, with or without a finding (the labels stage's "
+                   "labelled_images.parquet); those without one ship as negatives.")
 @click.option("--synthetic", "synthetic_path", type=EXISTING_FILE,
               help="Synthetic train patches (the synth_sample stage's patches.parquet).")
 @click.option("--pseudo", "pseudo_path", type=EXISTING_FILE,
@@ -223,7 +243,7 @@ def export_release(inputs: ExportInputs, out_dir: str | os.PathLike, params: Exp
               help="Also write the release's counts here, for `dvc metrics` (data/metrics/export.json).")
 @click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, type=EXISTING_FILE)
 def export_command(out_dir: Path, images_path: Path, nodules_path: Path, patches_path: Path,
-                   synthetic_path: Path | None, pseudo_path: Path | None, splits_final_path: Path | None,
+                   labelled_images_path: Path | None, synthetic_path: Path | None, pseudo_path: Path | None, splits_final_path: Path | None,
                    leakage_path: Path | None, metrics_dir: Path | None, metrics_out: Path | None,
                    params_path: Path) -> None:
     """Write the release into OUT_DIR: manifest and shards, the formats in export.formats,
@@ -233,7 +253,8 @@ def export_command(out_dir: Path, images_path: Path, nodules_path: Path, patches
     except (KeyError, TypeError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     inputs = ExportInputs(images_path, nodules_path, patches_path, synthetic_path, pseudo_path,
-                          splits_final_path, leakage_path, metrics_dir, params_path, metrics_out)
+                          splits_final_path, leakage_path, metrics_dir, params_path, metrics_out,
+                          labelled_images_path)
     try:
         summary = export_release(inputs, out_dir, params)
     except (ContractError, ValueError) as error:

@@ -88,7 +88,9 @@ class ReleaseDataset(Dataset):
                  transform: Callable[[Item], Item] | None = None):
         self.rows = rows
         self.keys = rows.get_column(key).to_list()
-        self.labels = [PATHOLOGIES.index(name) if name else -1 for name in rows.get_column("pathology")]
+        # -1: no class (an image labelled with no finding, whose mask is all zero).
+        self.labels = [PATHOLOGIES.index(name) if name in PATHOLOGIES else -1
+                       for name in rows.get_column("pathology")]
         self.transform = transform
         self.images = ShardIndex(fs, [posixpath.join(root, path) for path in rows.get_column("path")])
         self.masks = ShardIndex(fs, [posixpath.join(root, path) for path in rows.get_column("mask_path")])
@@ -117,7 +119,8 @@ def load_release(path_or_repo: str | os.PathLike, split: str, rev: str | None = 
                  transform: Callable[[Item], Item] | None = None) -> ReleaseDataset:
     """Return one split of a release as a torch Dataset of (image, mask, label).
 
-    ``segmentation``: every image of the split with a mask (the union of its nodules);
+    ``segmentation``: every image of the split with a mask (the union of its nodules;
+    all zero, label -1, for an image labelled with no finding);
     ``classification``: every nodule patch of the split whose pathology is in `classes`
     (train includes synthetic patches), with its mask. Labels index
     ``thyrokit.contract.PATHOLOGIES`` (benign 0, malignant 1, unknown 2). Images

@@ -1,6 +1,7 @@
 """COCO detection and instance segmentation: ``coco/<split>.json`` and ``coco/<split>/<image_id>.png``.
 
-One COCO file per split, over the images that have findings. Each finding is an
+One COCO file per split, over the labelled images; one labelled with no finding is an
+image without annotations (a negative). Each finding is an
 annotation with its box and, where it has a mask, an RLE segmentation from
 ``pycocotools.mask.encode``; a finding drawn as a box only gets the box as polygon.
 Categories are the pathologies (benign 1, malignant 2, unknown 3). A COCO image's
@@ -14,7 +15,7 @@ import polars as pl
 from pycocotools import mask as mask_utils
 
 from thyrokit.pipelines.formats.jsonfile import write_json
-from thyrokit.pipelines.formats.manifest import CLASS_NAMES, Release, write_pngs
+from thyrokit.pipelines.formats.manifest import CLASS_NAMES, NO_FINDING, Release, write_pngs
 from thyrokit.pixels import decode_png
 
 FOLDER = "coco"
@@ -68,7 +69,7 @@ def _bytes_counts(rle: dict) -> dict:
 
 def write_coco(release: Release) -> int:
     """Write one COCO file and image folder per split; return how many annotations."""
-    images = release.manifest.filter(pl.col("n_nodules") > 0)
+    images = release.manifest.filter((pl.col("n_nodules") > 0) | (pl.col("pathology") == NO_FINDING))
     masked = release.nodules.filter(pl.col("image_id").is_in(images.get_column("image_id").implode()))
     rles = {nodule_id: encode_rle(decode_png(png))
             for nodule_id, png in release.pngs(masked, "nodule_id", "mask_path")}

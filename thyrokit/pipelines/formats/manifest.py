@@ -10,6 +10,15 @@ all of them agree on which images, labels and patches each split holds::
                        nodule-masks-* (key nodule_id), patches-*, patch-masks-* (key nodule_id)
 
 Shard paths in the three tables are relative to the release folder.
+
+An image's label in the manifest is one of three states:
+
+* labelled with findings: ``label_source`` set, ``pathology`` benign/malignant/unknown,
+  ``n_nodules`` > 0, ``mask_path`` the union of its nodules' masks;
+* labelled, no finding (a human looked and found no nodule): ``label_source`` "human",
+  ``pathology`` "none", ``n_nodules`` 0, ``mask_path`` an all-zero mask, so
+  segmentation formats carry it as a negative;
+* unlabelled: ``label_source``, ``pathology`` and ``mask_path`` null.
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ PIXELS = "pixels"
 TRAIN_ONLY_SOURCES = ("pseudo", "synthetic")
 # Category order of every format (COCO ids 1.., YOLO ids 0.., loader labels 0..).
 CLASS_NAMES = PATHOLOGIES
+# The pathology of an image a human labelled as holding no nodule.
+NO_FINDING = "none"
 
 # Columns the manifest takes from the images table as they are.
 IMAGE_COLUMNS = ("image_id", "patient_id", "study_id", "series_id", "site", "device", "modality", "frame",
@@ -47,18 +58,20 @@ MANIFEST = TableSpec(
         **{name: IMAGES.schema[name] for name in IMAGE_COLUMNS},
         # Where the image's labels came from (human, or pseudo on train only); null = unlabelled.
         "label_source": pl.String(),
-        # Malignant if any nodule is, else benign if any is, else unknown; null = unlabelled.
+        # Malignant if any nodule is, else benign if any is, else unknown; "none" = a human
+        # labelled it and found no nodule; null = unlabelled.
         "pathology": pl.String(),
         "n_nodules": pl.Int32(),
         # Shard files of the image and of the union mask of its nodules (0/255), key image_id.
-        # mask_path is null for an unlabelled image and for one with a nodule drawn as a box only.
+        # mask_path is null for an unlabelled image and for one with a nodule drawn as a box only;
+        # a labelled image with no finding has an all-zero mask.
         "path": pl.String(),
         "mask_path": pl.String(),
     },
     required=("image_id", "patient_id", "series_id", "site", "split", "frame", "n_frames",
               "width", "height", "channels", "n_nodules", "path"),
     key=("image_id",),
-    allowed={"split": SPLITS, "pathology": PATHOLOGIES, "label_source": LABEL_SOURCES},
+    allowed={"split": SPLITS, "pathology": (*PATHOLOGIES, NO_FINDING), "label_source": LABEL_SOURCES},
     sort_by=("image_id",),
 )
 
@@ -77,18 +90,19 @@ class Release:
         return iter_pngs(frame, key, column, base=self.folder)
 
 
-def release_labels(images: pl.DataFrame, nodules: pl.DataFrame) -> pl.DataFrame:
+def release_labels(images: pl.DataFrame, nodules: pl.DataFrame, no_finding: Iterable[str] = ()) -> pl.DataFrame:
     """Return the findings the release carries: human ones anywhere, pseudo/synthetic on train only.
 
-    A model's label never stands beside a human's on the same image, and pre-label
-    predictions (waiting for review) never ship.
+    A model's label never stands beside a human's on the same image (nor on an image
+    a human labelled as `no_finding`), and pre-label predictions (waiting for review)
+    never ship.
     """
     on_image = nodules.join(images.select("image_id", "split"), on="image_id", how="inner")
-    human_images = on_image.filter(pl.col("label_source") == "human").get_column("image_id").unique()
+    human_images = on_image.filter(pl.col("label_source") == "human").get_column("image_id").to_list()
     keep = (pl.col("label_source") == "human") | (
         pl.col("label_source").is_in(TRAIN_ONLY_SOURCES)
         & (pl.col("split") == "train")
-        & ~pl.col("image_id").is_in(human_images.implode())
+        & ~pl.col("image_id").is_in(sorted({*human_images, *no_finding}))
     )
     kept = on_image.filter(keep).drop("split")
     dropped = nodules.height - kept.height
@@ -112,8 +126,12 @@ def release_patches(patches: pl.DataFrame, labels: pl.DataFrame,
     return pl.concat([real, synthetic]).sort("nodule_id")
 
 
-def build_manifest(images: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """Return one manifest row per image with a split, with its image-level label."""
+def build_manifest(images: pl.DataFrame, labels: pl.DataFrame, no_finding: Iterable[str] = ()) -> pl.DataFrame:
+    """Return one manifest row per image with a split, with its image-level label.
+
+    Images in `no_finding` (labelled by a human, no nodule) that carry no released
+    finding get pathology "none" and label_source "human".
+    """
     per_image = labels.group_by("image_id").agg(
         n_nodules=pl.len().cast(pl.Int32),
         label_source=pl.col("label_source").min(),  # human < pseudo < synthetic
@@ -128,6 +146,11 @@ def build_manifest(images: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
         images.filter(pl.col("split").is_not_null())
         .join(per_image, on="image_id", how="left")
         .with_columns(pl.col("n_nodules").fill_null(0), mask_path=pl.lit(None, pl.String()))
+    )
+    negative = (pl.col("n_nodules") == 0) & pl.col("image_id").is_in(sorted(set(no_finding)))
+    frame = frame.with_columns(
+        pl.when(negative).then(pl.lit("human")).otherwise(pl.col("label_source")).alias("label_source"),
+        pl.when(negative).then(pl.lit(NO_FINDING)).otherwise(pl.col("pathology")).alias("pathology"),
     )
     return frame.select([name for name in MANIFEST.schema]).sort("image_id")
 
@@ -189,8 +212,9 @@ def write_union_masks(manifest: pl.DataFrame, nodules: pl.DataFrame, out_dir: st
     """Write each image's union mask into ``pixels/masks-*`` and fill the manifest's mask_path.
 
     Only images all of whose findings have a mask get one: a finding drawn as a box only
-    would otherwise read as background. Masks are folded in as they stream from the
-    shards, so memory holds only images whose findings are not all read yet.
+    would otherwise read as background. An image labelled with no finding gets an
+    all-zero mask. Masks are folded in as they stream from the shards, so memory holds
+    only images whose findings are not all read yet.
     """
     complete = nodules.group_by("image_id").agg(
         pl.col("mask_path").is_not_null().all().alias("complete"), pl.len().alias("count"))
@@ -218,18 +242,22 @@ def write_union_masks(manifest: pl.DataFrame, nodules: pl.DataFrame, out_dir: st
                 partial[image_id] = (union, seen + 1)
             else:
                 where[image_id] = f"{PIXELS}/{writer.add(image_id, encode_png(union))}"
+        negatives = manifest.filter(pl.col("pathology") == NO_FINDING).sort("image_id")
+        for image_id, height, width in negatives.select("image_id", "height", "width").iter_rows():
+            where[image_id] = f"{PIXELS}/{writer.add(image_id, encode_png(np.zeros((height, width), np.uint8)))}"
     return manifest.with_columns(
         pl.col("image_id").replace_strict(where, default=None, return_dtype=pl.String()).alias("mask_path"))
 
 
 def write_release(images: pl.DataFrame, nodules: pl.DataFrame, patches: pl.DataFrame,
-                  out_dir: str | os.PathLike, max_bytes: int) -> Release:
+                  out_dir: str | os.PathLike, max_bytes: int, no_finding: Iterable[str] = ()) -> Release:
     """Write the native release from tables whose shard paths are absolute.
 
-    Images whose pixels are missing are left out, with their findings and patches.
+    `no_finding` names images a human labelled as holding no nodule. Images whose
+    pixels are missing are left out, with their findings and patches.
     """
     out_dir = Path(out_dir)
-    manifest = build_manifest(images, nodules)
+    manifest = build_manifest(images, nodules, no_finding)
     manifest = copy_pixels(manifest, "image_id", "path", out_dir, "images", max_bytes)
     manifest = manifest.filter(pl.col("path").is_not_null())
     released = manifest.get_column("image_id").implode()

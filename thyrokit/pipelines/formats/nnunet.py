@@ -1,7 +1,7 @@
 """The nnU-Net v2 raw dataset: ``nnunet/Dataset<ID>_Thyroid/``.
 
 ``imagesTr/<case>_0000.png`` and ``labelsTr/<case>.png`` (0 background, 1 nodule)
-hold train and validation, since nnU-Net runs its own cross-validation; the folds
+hold train and validation (images labelled with no finding too, with all-zero labels), since nnU-Net runs its own cross-validation; the folds
 come from the split stage in ``splits_final.json`` (to copy into nnU-Net's
 preprocessed folder), so its validation folds never mix patients. ``imagesTs``
 (and ``labelsTs``, for scoring) hold test and external. A case is an image_id.

@@ -1,7 +1,8 @@
 """Segmentation pairs: ``segmentation/<split>/images/<image_id>.png`` and ``masks/<image_id>.png``.
 
 One pair per image that has a mask: the union of its nodules' masks, 0/255, the
-size of the image. An image labelled with a box only has no pair.
+size of the image; all zero for an image labelled with no finding (a negative).
+An image labelled with a box only has no pair.
 """
 
 from __future__ import annotations

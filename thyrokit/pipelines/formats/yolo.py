@@ -2,7 +2,8 @@
 
 One label line per finding, ``class x_centre y_centre width height``, normalised to
 [0, 1] by the image size; classes are the pathologies (benign 0, malignant 1,
-unknown 2). ``data.yaml`` has no ``path``, so trainers resolve the folders beside it.
+unknown 2). An image labelled with no finding has an empty label file (a background
+image). ``data.yaml`` has no ``path``, so trainers resolve the folders beside it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import polars as pl
 import yaml
 
 from thyrokit.atomic import write_text
-from thyrokit.pipelines.formats.manifest import CLASS_NAMES, Release, write_pngs
+from thyrokit.pipelines.formats.manifest import CLASS_NAMES, NO_FINDING, Release, write_pngs
 
 FOLDER = "yolo"
 SPLIT_KEYS = {"train": "train", "validation": "val", "test": "test", "external": "external"}
@@ -25,9 +26,11 @@ def yolo_line(class_index: int, bbox: list[int], width: int, height: int) -> str
 
 
 def write_yolo(release: Release) -> int:
-    """Write images, label files and data.yaml for the images with findings; return how many images."""
+    """Write images, label files and data.yaml for the labelled images; return how many images."""
     root = release.folder / FOLDER
-    images = release.manifest.filter(pl.col("n_nodules") > 0)
+    images = release.manifest.filter((pl.col("n_nodules") > 0) | (pl.col("pathology") == NO_FINDING))
+    for image_id, split in images.filter(pl.col("n_nodules") == 0).select("image_id", "split").iter_rows():
+        write_text(root / "labels" / split / f"{image_id}.txt", "")
     boxes = release.nodules.join(images.select("image_id", "width", "height", "split"), on="image_id")
     for (image_id, split), group in sorted(boxes.group_by("image_id", "split"), key=lambda item: item[0]):
         lines = [yolo_line(CLASS_NAMES.index(row["pathology"]), row["bbox"], row["width"], row["height"])
