@@ -243,6 +243,7 @@ def test_split_command_fails_naming_the_study_that_leaks(tmp_path, monkeypatch):
             "--params", str(params)]
     assert CliRunner().invoke(main, args).exit_code == 0
     assignment = read_table("assignment.parquet", ASSIGNMENT)
+    stored = (tmp_path / "assignment.parquet").read_bytes()
     train, test = (assignment.filter(pl.col("split") == name).item(0, "patient_id") for name in ("train", "test"))
     # A later version files one test patient's image under a train patient's study.
     moved = images.with_columns(
@@ -254,6 +255,26 @@ def test_split_command_fails_naming_the_study_that_leaks(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "study in two splits" in result.output and train in result.output
     assert json.loads((tmp_path / "out" / "leakage.json").read_text())["checks"]["study_in_two_splits"]["count"] == 1
+    assert (tmp_path / "assignment.parquet").read_bytes() == stored  # the failed run changed nothing there
+
+
+def test_a_failed_first_run_writes_no_assignment_to_lock_its_leak_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images, nodules = make_dataset(0, 40)
+    external = images.filter(pl.col("site") == "site-D").item(0, "image_id")
+    pseudo = pl.DataFrame([{"image_id": external, "nodule_id": "nod-pseudo", "bbox": [4, 4, 20, 20],
+                            "pathology": "benign", "label_source": "pseudo"}])
+    images_path, nodules_path, params = write_inputs(tmp_path, images, pl.concat([nodules, pseudo], how="diagonal"))
+    args = ["split", str(images_path), str(nodules_path), "out", "--assignment", "assignment.parquet",
+            "--params", str(params)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "assignment.parquet not updated" in result.output
+    assert not (tmp_path / "assignment.parquet").exists()
+    report = json.loads((tmp_path / "out" / "leakage.json").read_text())
+    assert report["checks"]["machine_made_outside_train"]["count"] == 1  # still says what leaked
+    write_inputs(tmp_path, images, nodules)  # the pseudolabel is dropped: the run passes and stores it
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert read_table(tmp_path / "assignment.parquet", ASSIGNMENT).height == 40
 
 
 @pytest.mark.slow

@@ -60,7 +60,8 @@ def split(images_parquet: Path, nodules_parquet: Path, out_dir: Path, assignment
 
     Writes OUT_DIR/images.parquet (split and fold filled), splits_final.json (nnU-Net
     folds), leakage.json and split_composition.png, and updates the assignment. Exits
-    non-zero, naming the rows, if the audit finds a leak.
+    non-zero, naming the rows, if the audit finds a leak; the assignment is then left as
+    it was, so the next run (which reads it back) does not keep the leak.
     """
     with one_line_errors():
         section = load_params("split", params_path)
@@ -77,7 +78,8 @@ def split(images_parquet: Path, nodules_parquet: Path, out_dir: Path, assignment
         report["suspected_duplicates"] = listed(duplicates, audit_params(section)["max_listed"])
 
     placed = rebase_paths(placed, "path", images_parquet.parent, out_dir)
-    write_table(assignment, assignment_path, ASSIGNMENT)
+    if report["ok"]:
+        write_table(assignment, assignment_path, ASSIGNMENT)
     written = write_table(placed, out_dir / "images.parquet", IMAGES)
     write_json(out_dir / "splits_final.json", nnunet_folds(written, params.folds))
     plot_composition(composition(written, patients), out_dir / "split_composition.png")
@@ -92,7 +94,7 @@ def split(images_parquet: Path, nodules_parquet: Path, out_dir: Path, assignment
         click.echo(f"split: {duplicates_line(duplicates, params.max_group_patients)}; "
                    f"see suspected_duplicates in {out_dir / 'leakage.json'}")
     if not report["ok"]:
-        raise click.ClickException(summarise(report))
+        raise click.ClickException(f"{summarise(report)}; {assignment_path} not updated")
 
 
 def listed(frame: pl.DataFrame, max_listed: int) -> dict:
