@@ -31,7 +31,7 @@ def release(tmp_path_factory) -> Path:
     (root / "params.yaml").write_text(PARAMS)
     inputs = ExportInputs(paths["images"], paths["nodules"], paths["patches"], paths["synthetic"],
                           paths["pseudo"], paths["splits-final"], paths["leakage"], paths["metrics-dir"],
-                          root / "params.yaml")
+                          root / "params.yaml", labelled_images=paths["labelled-images"])
     export_release(inputs, root / "release", ExportParams(formats=()))
     return root / "release"
 
@@ -60,7 +60,9 @@ def test_card_reports_counts_balance_metrics_and_leakage(release):
     assert "| malignant | 1 | 3 |" in card  # train real vs real + synthetic
     assert "| text_boxes_redacted | 7 |" in card  # de-identification, from metrics/ingest.json
     assert "### prelabel" in card and "| dice | 0.71 |" in card
-    assert "| checks.patient_in_two_splits.count | 0 |" in card
+    assert "audit passed over 15 images" in card and "| patient in two splits | 0 |" in card
+    assert "| human, no finding | 1 | 0 | 0 | 1 |" in card  # img-p01 (train), img-p51 (external)
+    assert "| none | 1 | 0 | 0 | 1 |" in card
     assert "git commit" in card and "seed: 13" in card
 
 

@@ -27,13 +27,23 @@ from thyrokit import __version__
 from thyrokit.atomic import write_bytes, write_text
 from thyrokit.contract import PATHOLOGIES, SPLITS
 from thyrokit.pipelines import plots
-from thyrokit.pipelines.formats.manifest import Release
+from thyrokit.pipelines.formats.manifest import NO_FINDING, Release
 from thyrokit.pixels import decode_png
 
 PICTURES = "card"
 STAGE = "export"  # this stage's name in dvc.yaml
 # Params sections never shown: ingest's map names the raw site folders (often institutions).
 HIDDEN_PARAMS = ("ingest",)
+# Metrics of stages that run after export (they read the release): shown, they would make
+# the card depend on whether an earlier run left them behind.
+DOWNSTREAM_METRICS = ("phi_audit",)
+COUNT_ROWS = {
+    "images": "images",
+    "patients": "patients",
+    "labelled_images": "labelled images (human or pseudo, with or without a finding)",
+    "images_with_mask": "images with a mask (segmentation cases, negatives included)",
+    "nodules": "nodules (findings)",
+}
 
 
 @dataclass(frozen=True)
@@ -187,10 +197,17 @@ def _montage(release: Release, patches: pl.DataFrame, count: int) -> list[Pictur
 
 
 def _metrics_blocks(files: list[Path]) -> list[Block]:
-    blocks: list[Block] = [Heading("De-identification")]
+    files = [path for path in files if path.stem not in DOWNSTREAM_METRICS]
+    blocks: list[Block] = [
+        Heading("De-identification"),
+        Text("Headers and burned-in text are de-identified at ingest; files that could not be "
+             "made safe are quarantined, never released. Counts from the ingest stage:"),
+    ]
     ingest = [path for path in files if path.stem == "ingest"]
     blocks.append(_json_table(ingest[0]) if ingest else Text("No ingest metrics were found."))
     blocks.append(Heading("Labelling, pre-label, pseudolabel and generator metrics"))
+    blocks.append(Text("One table per stage, from its metrics JSON (validation figures of the demo "
+                       "models are on a few dozen images: read them as smoke tests, not benchmarks)."))
     others = [path for path in files if path.stem != "ingest"]
     for path in others:
         blocks += [Heading(path.stem, 3), _json_table(path)]
@@ -206,10 +223,50 @@ def _json_table(path: Path) -> Block:
         return Text(f"{path.name} could not be read: {type(error).__name__}")
 
 
+def _counts_table(summary: dict) -> Table:
+    rows = []
+    for section, title in COUNT_ROWS.items():
+        per_split = [summary[section][split] for split in SPLITS]
+        rows.append((title, summary[section].get("total", sum(per_split)), *per_split))
+    return Table(("", "total", *SPLITS), tuple(rows))
+
+
+def _label_sources_table(release: Release) -> Table:
+    """Return images per split by where their label came from (a negative is human, pathology none)."""
+    kind = (pl.when(pl.col("pathology") == NO_FINDING).then(pl.lit("human, no finding"))
+            .otherwise(pl.col("label_source").fill_null("unlabelled")))
+    counts = release.manifest.with_columns(kind=kind).group_by("kind", "split").len()
+    found = {(row["kind"], row["split"]): row["len"] for row in counts.iter_rows(named=True)}
+    kinds = ("human", "human, no finding", "pseudo", "unlabelled")
+    return Table(("label", *SPLITS), tuple((name, *(found.get((name, split), 0) for split in SPLITS))
+                                          for name in kinds))
+
+
+def _leakage_blocks(leakage: Any) -> list[Block]:
+    if leakage is None:
+        return [Text("No leakage audit was given.")]
+    checks = leakage.get("checks", {})
+    verdict = "passed" if leakage.get("ok") else "FAILED"
+    blocks: list[Block] = [
+        Text(f"The split stage's audit {verdict} over {leakage.get('images', '?')} images "
+             f"(near duplicates: perceptual-hash distance <= {leakage.get('phash_max_distance', '?')}). "
+             "Rows found are listed in the split stage's leakage.json."),
+        Table(("check", "rows found"), tuple((name.replace("_", " "), check.get("count", ""))
+                                             for name, check in sorted(checks.items()))),
+    ]
+    extra = {key: value for key, value in leakage.items() if key in ("suspected_duplicates", "warnings")}
+    if extra:
+        blocks += [Text("Not leaks, for information: look-alike images kept within one split (suspected "
+                        "duplicates) and warnings."),
+                   Table(("what", "count"), tuple((key, value) for key, value in flatten(extra)
+                                                  if key.endswith(".count")))]
+    return blocks
+
+
 def card_blocks(release: Release, summary: dict, *, leakage: Any = None, metrics_files: tuple[Path, ...] = (),
                 params_file: Path | None = None, montage_per_class: int = 16) -> list[Block]:
     """Return the card's content."""
-    classes = (*PATHOLOGIES, "unlabelled")
+    classes = (*PATHOLOGIES, NO_FINDING, "unlabelled")
     before = summary["patches_by_class"]["train"]
     after = {name: before[name] + summary["synthetic_patches_by_class"][name] for name in PATHOLOGIES}
     synthetic = release.patches.filter(pl.col("label_source") == "synthetic")
@@ -220,19 +277,26 @@ def card_blocks(release: Release, summary: dict, *, leakage: Any = None, metrics
              "Built from the revisions below."),
         Table(("what", "revision"), tuple(revisions().items())),
         Heading("Counts"),
-        Table(("", "total", *SPLITS), tuple(
-            (section, summary[section].get("total", ""), *(summary[section][split] for split in SPLITS))
-            for section in ("images", "patients", "labelled_images", "images_with_mask", "nodules"))),
+        _counts_table(summary),
+        Heading("Images per label source", 3),
+        Text("Pseudolabels (from the semi-supervised model) are on train only; a human "
+             "\"no finding\" is a negative, shipped with an all-zero mask."),
+        _label_sources_table(release),
         Heading("Images per site", 3),
         Table(("site", *SPLITS), tuple((site, *counts.values())
                                        for site, counts in summary["images_by_site"].items())),
         Heading("Images per device", 3),
         Table(("device", "images"), tuple(summary["images_by_device"].items())),
         Heading("Images per class (the worst finding of the image)", 3),
+        Text("\"unknown\": a finding without a pathology (e.g. a pseudolabel the model was unsure of); "
+             "\"none\": labelled, no finding; \"unlabelled\": nobody labelled it."),
         _split_table(summary, "images_by_class", classes),
         Heading("Real nodule patches per class", 3),
         _split_table(summary, "patches_by_class", PATHOLOGIES),
         Heading("Class balance"),
+        Text("Train nodule patches before and after synthetic patches were added (other splits "
+             "hold real patches only). The generators balance the classes of synth.data.classes; "
+             "\"unknown\" patches are not a training class."),
         Table(("class", "train real", "train real + synthetic"),
               tuple((name, before[name], after[name]) for name in PATHOLOGIES)),
         Picture("class balance", f"{PICTURES}/class_balance.png",
@@ -241,12 +305,13 @@ def card_blocks(release: Release, summary: dict, *, leakage: Any = None, metrics
         Picture("split composition", f"{PICTURES}/split_composition.png",
                 plots.split_composition(summary["images_by_site"])),
         Heading("Patches"),
+        Text(f"Up to {montage_per_class} nodule patches per class (first by nodule id), real ones of "
+             "every split, then the synthetic train patches: what the ImageFolder classifiers see."),
         *_montage(release, real, montage_per_class),
         *_montage(release, synthetic, montage_per_class),
         *_metrics_blocks(sorted(metrics_files)),
         Heading("Leakage audit"),
-        Table(("check", "value"), tuple(flatten(leakage))) if leakage is not None
-        else Text("No leakage audit was given."),
+        *_leakage_blocks(leakage),
         Heading("Params"),
         Text(f"Sections of params.yaml, except {', '.join(HIDDEN_PARAMS)} (it names raw folders)."),
         Code(_shown_params(params_file)),
