@@ -67,8 +67,10 @@ def detect_scan_area(image: np.ndarray, threshold: int = 12, min_fraction: float
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[largest, cv2.CC_STAT_AREA] < min_fraction * height * width:
         return np.ones((height, width), dtype=bool)
-    points = cv2.findNonZero((labels == largest).astype(np.uint8))
-    hull = cv2.convexHull(points)
+    # The hull of the region's outline equals the hull of all its pixels, at a fraction of the cost.
+    contours, _ = cv2.findContours((labels == largest).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    hull = cv2.convexHull(np.concatenate(contours))
     mask = np.zeros((height, width), dtype=np.uint8)
     cv2.fillConvexPoly(mask, hull, 1)
     return mask.astype(bool)
