@@ -139,3 +139,35 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
     assert read_config(tmp_path / "config.json") == (TINY, {"version": "prelabel-abc"})
     with pytest.raises(ValueError, match="unknown model setting"):
         ModelConfig.from_dict({"size": 32, "epochs": 3})
+
+
+class Oracle(torch.nn.Module):
+    """A 'model' that reads the answer off the image: the mask is the bright pixels, and
+    the top-left pixel says malignant (bright) or benign (dark). `sign=-1` inverts it."""
+
+    def __init__(self, sign: float = 1.0):
+        super().__init__()
+        self.sign = sign
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return 40 * (image - 0.5), self.sign * 40 * (image[:, 0, 0, 0] - 0.5)
+
+
+def oracle_examples() -> Examples:
+    masks = np.zeros((6, 1, 16, 16), np.uint8)
+    masks[:, :, 6:10, 6:10] = 1
+    malignant = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, float("nan")])
+    images = masks * 255
+    images[:, 0, 0, 0] = np.where(malignant.numpy() == 1.0, 255, 0)
+    masks[:, 0, 0, 0] = images[:, 0, 0, 0] > 0
+    return Examples([f"img{i}" for i in range(6)], torch.from_numpy(images), torch.from_numpy(masks), malignant)
+
+
+@pytest.mark.parametrize("mc_samples", [1, 4])
+def test_a_perfect_ranker_scores_auc_one_through_predict_and_evaluate(mc_samples):
+    # The path both stages score validation with; an inverted ranker must score 0, not 1.
+    examples = oracle_examples()
+    right = evaluate(predict(Oracle(), examples, CPU, mc_samples=mc_samples), examples)
+    wrong = evaluate(predict(Oracle(-1.0), examples, CPU, mc_samples=mc_samples), examples)
+    assert right["dice"] == 1.0 and right["auc"] == 1.0
+    assert wrong["auc"] == 0.0
