@@ -7,6 +7,11 @@ and "labels" the next batch, either the pool images the model is least sure of
 clear and some ambiguous, as in real ultrasound.
 
     python benchmarks/active_learning.py --target 0.8 --out data/plots/active_learning.png
+
+With ``--images`` and ``--labels`` (the split stage's images.parquet and the labels
+stage's folder) it runs on real data instead, e.g. the demo phantom: the pool is the
+human-labelled train images, whose labels the simulated annotator reveals, and
+validation is the human-labelled validation images.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import numpy as np
 import torch
 
 from thyrokit.annotate.model.config import ModelConfig
-from thyrokit.annotate.model.dataset import Examples
+from thyrokit.annotate.model.dataset import Examples, load_examples
+from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.evaluate import evaluate
 from thyrokit.annotate.model.predict import predict
 from thyrokit.annotate.model.synthetic import blob_image
@@ -38,6 +44,14 @@ def varied_blobs(count: int, size: int, seed: int) -> Examples:
     return Examples([f"img{i:04d}" for i in range(count)], torch.from_numpy(np.stack(images))[:, None],
                     torch.from_numpy(np.stack(masks).astype(np.uint8))[:, None],
                     torch.tensor(malignant, dtype=torch.float32))
+
+
+def labelled_sets(images_table: Path, labels_dir: Path, size: int) -> tuple[Examples, Examples]:
+    """The human-labelled train images (the pool) and validation images of a pipeline run."""
+    inputs = read_inputs(images_table, labels_dir)
+    pool, validation = (load_examples(inputs.labelled_in(split), inputs.images_dir, size, inputs.nodules,
+                                      inputs.labels_dir)[0] for split in ("train", "validation"))
+    return pool, validation
 
 
 def learning_curve(strategy: str, pool: Examples, validation: Examples, config: ModelConfig,
@@ -91,17 +105,31 @@ def plot(curves: dict[str, list[tuple[int, float]]], target: float, path: Path) 
 @click.option("--target", default=0.7, show_default=True, help="validation Dice to reach")
 @click.option("--steps", default=200, show_default=True, help="training steps per round")
 @click.option("--repeats", default=2, show_default=True, help="seeds averaged")
+@click.option("--images", "images_table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="split images.parquet of a pipeline run (default: synthetic blobs)")
+@click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="labels stage folder of that run")
+@click.option("--size", default=None, type=int, help="model input side; default 32 synthetic, 64 real")
 @click.option("--out", default="benchmarks/out/active_learning.png", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path))
 def main(pool_size: int, validation_size: int, start: int, batch: int, rounds: int, target: float,
-         steps: int, repeats: int, out: Path) -> None:
+         steps: int, repeats: int, images_table: Path | None, labels_dir: Path | None, size: int | None,
+         out: Path) -> None:
     """Print labels-to-target for uncertainty vs random order and save the curves."""
+    if (images_table is None) != (labels_dir is None):
+        raise click.UsageError("--images and --labels go together")
     torch.set_num_threads(1)
     device = pick_device()
+    size = size or (64 if images_table else 32)
+    real = labelled_sets(images_table, labels_dir, size) if images_table else None
+    if real:
+        click.echo(f"pool {len(real[0])} labelled train images, {len(real[1])} validation images")
     curves: dict[str, list[list[tuple[int, float]]]] = {"uncertainty": [], "random": []}
     for seed in range(repeats):
-        config = ModelConfig(size=32, channels=8, depth=2, steps=steps, batch_size=8, seed=seed, mc_samples=4)
-        pool, validation = varied_blobs(pool_size, 32, 100 + seed), varied_blobs(validation_size, 32, 900 + seed)
+        config = ModelConfig(size=size, channels=8, depth=2 if size < 64 else 3, steps=steps, batch_size=8,
+                             seed=seed, mc_samples=4)
+        pool, validation = real or (varied_blobs(pool_size, size, 100 + seed),
+                                    varied_blobs(validation_size, size, 900 + seed))
         for strategy in curves:
             curves[strategy].append(learning_curve(strategy, pool, validation, config, start, batch, rounds, device))
     mean = {name: [(runs[0][i][0], float(np.mean([run[i][1] for run in runs]))) for i in range(rounds + 1)]
