@@ -20,6 +20,10 @@ import polars as pl
 from thyrokit.atomic import atomic_path
 
 SHARD_SCHEMA = {"key": pl.String(), "png": pl.Binary()}
+# zlib level 1 with run-length matching: about twice as fast as level 3 and, on scans and
+# masks, no larger (runs of equal pixels are what these images have). Still lossless, and
+# the same pixels always give the same bytes.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
 
 
@@ -31,7 +35,7 @@ def encode_png(image: np.ndarray) -> bytes:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim != 2:
         raise ValueError(f"expected a (H, W) or (H, W, 3) array, got shape {image.shape}")
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(image), PNG_PARAMS)
     if not ok:
         raise ValueError("PNG encoding failed")
     return buffer.tobytes()
