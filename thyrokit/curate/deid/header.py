@@ -10,6 +10,7 @@ overlays, curves, icons and anything whose content cannot be checked go too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydicom.dataelem import DataElement, RawDataElement
@@ -91,7 +92,6 @@ class HeaderAudit:
 class _Context:
     secret: bytes
     options: DeidOptions
-    table: dict[int, tuple[str, str]]
     safe_private: frozenset[tuple[int, str, int]]
     shift_days: int
     descriptor_words: frozenset[str]
@@ -157,7 +157,7 @@ def deidentify_dataset(ds: Dataset, secret: bytes, options: DeidOptions) -> tupl
     check_supported(ds, options)
     audit = HeaderAudit(method=METHOD, codes=[code for code, _ in method_codes(options)])
     context = _Context(
-        secret=secret, options=options, table=action_table(options),
+        secret=secret, options=options,
         safe_private=options.parse_safe_private(),
         shift_days=date_shift_days(secret, patient_key(ds), options.date_shift_max_days),
         descriptor_words=frozenset(word.upper() for word in options.descriptor_words),
@@ -195,7 +195,7 @@ def _clean_local_code_meaning(item: Dataset, context: _Context, path: str) -> No
     scheme = str(item.get("CodingSchemeDesignator", "") or "")
     if scheme and not scheme.startswith("99"):
         return  # a standard scheme's meaning is its published text
-    item.CodeMeaning = clean_descriptor(str(item.CodeMeaning), context.descriptor_words) or "UNSPECIFIED"
+    _set_text(item, "CodeMeaning", clean_descriptor(str(item.CodeMeaning), context.descriptor_words) or "UNSPECIFIED")
     context.audit.record(path + "CodeMeaning", "C")
 
 
@@ -218,26 +218,13 @@ def _keep_private(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> bo
 
 def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> DataElement | RawDataElement | None:
     """Return the de-identified element at `tag` of `ds`, or None if it is removed."""
-    group = tag.group
-    if group in (0x0000, 0x0002) or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
-        name = {0x0000: "CommandGroup", 0x0002: "FileMetaInDataset"}.get(group, "")
-        context.audit.record(path + (name or ("Curve" if group < 0x6000 else "Overlay")), "X")
-        return None
-    if not dictionary_has_tag(tag):
-        context.audit.record(f"{path}{tag}", "X")  # an unknown public element cannot be checked
-        return None
-    keyword = keyword_for_tag(tag)
-    where = path + keyword
     raw = ds.get_item(tag)
-    vr = raw.VR or dictionary_VR(tag)  # implicit VR files leave the VR to the dictionary
-    listed = context.table.get(int(tag))
-    action = listed[1] if listed else _unlisted_action(keyword, vr, context.options)
-    if action == "X" or vr == "UN":  # UN: a value of unknown type cannot be checked
-        context.audit.record(where, "X")
+    name, vr, action, recorded = element_plan(int(tag), raw.VR, context.options)
+    if recorded:
+        context.audit.record(path + name, action)
+    if action == "X":
         return None
-    _check_vr(tag, vr, keyword)
-    if listed or action != "K":
-        context.audit.record(where, action)
+    keyword, where = name, path + name
     if action == "K" and vr != "SQ":
         return raw  # kept as read: no need to decode it
     try:
@@ -247,8 +234,31 @@ def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> D
     if element.VR == "SQ":
         return _clean_sequence(element, action, context, where)
     if element.VR in BINARY_VRS or element.value is None or element.value == "":
-        return element if action in ("K", "C", "U") else DataElement(tag, element.VR, _empty(element.VR))
+        return element if action in ("K", "C", "U") else new_element(tag, element.VR, _empty(element.VR))
     return _apply(element, action, keyword, context)
+
+
+@lru_cache(maxsize=8192)
+def element_plan(tag: int, raw_vr: str | None, options: DeidOptions) -> tuple[str, str, str, bool]:
+    """Return (audit name, VR, action, whether the audit records it) for a public element as read.
+
+    The answer depends only on the tag, the VR it was read with and the options, so it is
+    worked out once per (tag, VR) and reused for every element of every file.
+    """
+    group = tag >> 16
+    if group in (0x0000, 0x0002) or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
+        name = {0x0000: "CommandGroup", 0x0002: "FileMetaInDataset"}.get(group, "")
+        return name or ("Curve" if group < 0x6000 else "Overlay"), raw_vr or "", "X", True
+    if not dictionary_has_tag(tag):
+        return str(Tag(tag)), raw_vr or "", "X", True  # an unknown public element cannot be checked
+    keyword = keyword_for_tag(tag)
+    vr = raw_vr or dictionary_VR(tag)  # implicit VR files leave the VR to the dictionary
+    listed = action_table(options).get(tag)
+    action = listed[1] if listed else _unlisted_action(keyword, vr, options)
+    if action == "X" or vr == "UN":  # UN: a value of unknown type cannot be checked
+        return keyword, vr, "X", True
+    _check_vr(Tag(tag), vr, keyword)
+    return keyword, vr, action, bool(listed) or action != "K"
 
 
 def _unlisted_action(keyword: str, vr: str, options: DeidOptions) -> str:
@@ -274,6 +284,27 @@ def _clean_sequence(element: DataElement, action: str, context: _Context, where:
     return DataElement(element.tag, "SQ", Sequence(items))
 
 
+def new_element(tag: BaseTag, vr: str, value: Any) -> DataElement | RawDataElement:
+    """Return an element holding `value`, already encoded as pydicom would write it when it is ASCII text.
+
+    Writing a decoded element costs the writer several times what copying encoded bytes
+    does, and ASCII text encodes the same in every DICOM character set.
+    """
+    values = value if isinstance(value, list) else [value]
+    if vr == "SQ" or not all(isinstance(item, str) and item.isascii() for item in values):
+        return DataElement(tag, vr, value)
+    encoded = "\\".join(values).encode("ascii")
+    if len(encoded) % 2:
+        encoded += b"\x00" if vr == "UI" else b" "
+    return RawDataElement(Tag(tag), vr, len(encoded), encoded, 0, False, True)
+
+
+def _set_text(ds: Dataset, keyword: str, value: str) -> None:
+    """Set the element `keyword` of `ds` to the text `value`, pre-encoded."""
+    tag = Tag(keyword)
+    ds[tag] = new_element(tag, dictionary_VR(tag), value)
+
+
 def _empty(vr: str) -> Any:
     return None if vr in BINARY_VRS or vr in DUMMY and not isinstance(DUMMY[vr], str) else ""
 
@@ -283,15 +314,15 @@ def _apply(element: DataElement, action: str, keyword: str, context: _Context) -
     if action == "K":
         return element
     if action == "Z":
-        return DataElement(tag, vr, _empty(vr))
+        return new_element(tag, vr, _empty(vr))
     if action == "U" or (action == "D" and vr == "UI"):
         if vr != "UI":
             return element
-        return DataElement(tag, vr, _map_values(element.value, lambda uid: pseudonymise_uid(context.secret, str(uid))))
+        return new_element(tag, vr, _map_values(element.value, lambda uid: pseudonymise_uid(context.secret, str(uid))))
     if action == "D":
         if keyword in _PSEUDONYMS:
-            return DataElement(tag, vr, _PSEUDONYMS[keyword](context.secret, str(element.value)))
-        return DataElement(tag, vr, DUMMY.get(vr, _empty(vr)))
+            return new_element(tag, vr, _PSEUDONYMS[keyword](context.secret, str(element.value)))
+        return new_element(tag, vr, DUMMY.get(vr, _empty(vr)))
     # action C
     if vr == "DA" or vr == "DT":
         shift = shift_date if vr == "DA" else shift_datetime
@@ -301,10 +332,10 @@ def _apply(element: DataElement, action: str, keyword: str, context: _Context) -
             context.audit.record(keyword, "X")  # a date that does not parse cannot be shifted
             return None
         context.audit.date_shift_applied = True
-        return DataElement(tag, vr, value)
+        return new_element(tag, vr, value)
     if vr in TEXT_VRS and vr != "CS":
         cleaned = _map_values(element.value, lambda v: clean_descriptor(str(v), context.descriptor_words))
-        return DataElement(tag, vr, cleaned)
+        return new_element(tag, vr, cleaned)
     return element
 
 
@@ -316,17 +347,17 @@ def _map_values(value: Any, fn) -> Any:
 
 def _mark_deidentified(out: Dataset, options: DeidOptions, audit: HeaderAudit) -> None:
     """Add PatientIdentityRemoved, the method and the CID 7050 codes of what was applied."""
-    out.PatientIdentityRemoved = "YES"
-    out.DeidentificationMethod = METHOD
+    _set_text(out, "PatientIdentityRemoved", "YES")
+    _set_text(out, "DeidentificationMethod", METHOD)
     out.DeidentificationMethodCodeSequence = Sequence([_code_item(code) for code in method_codes(options)])
-    out.LongitudinalTemporalInformationModified = (
-        "MODIFIED" if options.retain_longitudinal_modified_dates else "REMOVED")
+    _set_text(out, "LongitudinalTemporalInformationModified",
+              "MODIFIED" if options.retain_longitudinal_modified_dates else "REMOVED")
 
 
 def _code_item(code: tuple[str, str]) -> Dataset:
     item = Dataset()
-    item.CodeValue, item.CodeMeaning = code
-    item.CodingSchemeDesignator = "DCM"
+    for keyword, value in zip(("CodeValue", "CodingSchemeDesignator", "CodeMeaning"), (code[0], "DCM", code[1])):
+        _set_text(item, keyword, value)
     return item
 
 
