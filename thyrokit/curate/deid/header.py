@@ -16,6 +16,8 @@ from typing import Any
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_sequence
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
@@ -45,6 +47,9 @@ _PSEUDONYMS = {
     "StudyID": lambda secret, value: pseudonym(secret, "st", value.strip(), length=13),
 }
 TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT", "PN", "CS"})
+# VRs whose values pydicom decodes as text: decoding them never fails, so an emptied one need not be read.
+STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
+                        "UC", "UI", "UR", "UT"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 # SOP classes whose content is free text or another document: no header profile can check it.
 _UNSUPPORTED_CLASS_WORDS = ("SR Storage", "Structured Report", "Encapsulated", "Key Object",
@@ -164,24 +169,36 @@ def deidentify_dataset(ds: Dataset, secret: bytes, options: DeidOptions) -> tupl
         audit=audit,
     )
     out = _clean_dataset(ds, context, path="")
-    _mark_deidentified(out, options, audit)
     _copy_encoding(ds, out)
+    _mark_deidentified(out, options, audit)
     return out, audit
 
 
 def _clean_dataset(ds: Dataset, context: _Context, path: str) -> Dataset:
-    out = Dataset()
-    kept_creators: set[int] = set()
+    plain: dict[BaseTag, DataElement | RawDataElement] = {}
+    sequences: list[DataElement] = []
+    kept_private: list[BaseTag] = []
     for tag in sorted(ds.keys()):
-        tag = Tag(tag)
         if tag.is_private:
             if _keep_private(ds, tag, context, path):
-                out[tag] = ds[tag]
-                kept_creators.add(Tag(tag.group, tag.element >> 8))
+                kept_private.append(tag)
             continue
         cleaned = _clean_element(ds, tag, context, path)
-        if cleaned is not None:
-            out[tag] = cleaned
+        if cleaned is None:
+            continue
+        if isinstance(cleaned, DataElement) and cleaned.VR == "SQ":
+            sequences.append(cleaned)
+        else:
+            plain[tag] = cleaned
+    # Plain public elements go into the new dataset's mapping as they are; sequences and
+    # private elements go through Dataset.__setitem__, which links them to their dataset.
+    out = Dataset(plain)
+    for element in sequences:
+        out[element.tag] = element
+    kept_creators: set[int] = set()
+    for tag in kept_private:
+        out[tag] = ds[tag]
+        kept_creators.add(Tag(tag.group, tag.element >> 8))
     for creator in kept_creators:
         out[creator] = ds[creator]
     _clean_local_code_meaning(out, context, path)
@@ -227,6 +244,8 @@ def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> D
     keyword, where = name, path + name
     if action == "K" and vr != "SQ":
         return raw  # kept as read: no need to decode it
+    if action == "Z" and vr in STRING_VRS:
+        return new_element(tag, vr, "")  # emptied whatever it held: no need to decode it either
     try:
         element = ds[tag]
     except Exception:  # pydicom raises many types for undecodable values
@@ -349,9 +368,35 @@ def _mark_deidentified(out: Dataset, options: DeidOptions, audit: HeaderAudit) -
     """Add PatientIdentityRemoved, the method and the CID 7050 codes of what was applied."""
     _set_text(out, "PatientIdentityRemoved", "YES")
     _set_text(out, "DeidentificationMethod", METHOD)
-    out.DeidentificationMethodCodeSequence = Sequence([_code_item(code) for code in method_codes(options)])
+    implicit_vr, little_endian = out.original_encoding
+    if implicit_vr is None or little_endian is None:
+        out.DeidentificationMethodCodeSequence = _code_sequence(options)
+    else:
+        out[_CODE_SEQUENCE] = _encoded_code_sequence(options, implicit_vr, little_endian)
     _set_text(out, "LongitudinalTemporalInformationModified",
               "MODIFIED" if options.retain_longitudinal_modified_dates else "REMOVED")
+
+
+_CODE_SEQUENCE = Tag("DeidentificationMethodCodeSequence")
+
+
+def _code_sequence(options: DeidOptions) -> Sequence:
+    """Return the DeidentificationMethodCodeSequence items of the codes `options` apply."""
+    return Sequence([_code_item(code) for code in method_codes(options)])
+
+
+@lru_cache(maxsize=32)
+def _encoded_code_sequence(options: DeidOptions, implicit_vr: bool, little_endian: bool) -> RawDataElement:
+    """Return the code sequence of `options` encoded once, as pydicom writes it in this encoding.
+
+    It is the same for every file under one set of options; pydicom decodes it again
+    when it is read (:func:`add_clean_pixel_code` does).
+    """
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit_vr, little_endian
+    write_sequence(buffer, DataElement(_CODE_SEQUENCE, "SQ", _code_sequence(options)), ["iso8859"])
+    value = buffer.getvalue()
+    return RawDataElement(_CODE_SEQUENCE, "SQ", len(value), value, 0, implicit_vr, little_endian)
 
 
 def _code_item(code: tuple[str, str]) -> Dataset:
