@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom import config as pydicom_config
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -50,6 +51,8 @@ TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT", "PN", "CS"})
 # VRs whose values pydicom decodes as text: decoding them never fails, so an emptied one need not be read.
 STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
                         "UC", "UI", "UR", "UT"})
+# VRs pydicom decodes as Latin-1 strings split at backslashes (dates as text): read straight from the bytes.
+ASCII_VRS = frozenset({"DA", "DT", "TM", "UI"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 # SOP classes whose content is free text or another document: no header profile can check it.
 _UNSUPPORTED_CLASS_WORDS = ("SR Storage", "Structured Report", "Encapsulated", "Key Object",
@@ -137,6 +140,22 @@ def _check_pixel_length(ds: Dataset) -> None:
     if actual < expected:
         raise MalformedElementError(
             f"pixel data holds {actual} bytes where the header needs {expected}: truncated file")
+
+
+def peek(ds: Dataset, keyword: str, default: Any = None) -> Any:
+    """Return the value of `keyword` in `ds` (`default` if absent), leaving a raw element raw.
+
+    ``ds.get`` puts the decoded element back into `ds`; kept as read, a raw element is
+    copied by the writer, a decoded one is encoded again at several times the cost.
+    Only for a dataset already de-identified: in a source dataset, decoding an element
+    read as UN gives it its dictionary VR, which decides whether it is kept.
+    """
+    item = ds.get_item(keyword)
+    if item is None:
+        return default
+    if isinstance(item, RawDataElement):
+        return convert_raw_data_element(item, encoding=ds.original_character_set, ds=ds).value
+    return item.value
 
 
 def _value_length(ds: Dataset, tag: BaseTag) -> int:
@@ -246,6 +265,11 @@ def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> D
         return raw  # kept as read: no need to decode it
     if action == "Z" and vr in STRING_VRS:
         return new_element(tag, vr, "")  # emptied whatever it held: no need to decode it either
+    if vr in ASCII_VRS and isinstance(raw, RawDataElement) and not pydicom_config.datetime_conversion:
+        value = ascii_value(raw.value or b"")
+        if value == "":
+            return new_element(tag, vr, "")
+        return _apply(tag, vr, value, action, keyword, context, unchanged=new_element(tag, vr, value))
     try:
         element = ds[tag]
     except Exception:  # pydicom raises many types for undecodable values
@@ -254,7 +278,13 @@ def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> D
         return _clean_sequence(element, action, context, where)
     if element.VR in BINARY_VRS or element.value is None or element.value == "":
         return element if action in ("K", "C", "U") else new_element(tag, element.VR, _empty(element.VR))
-    return _apply(element, action, keyword, context)
+    return _apply(tag, element.VR, element.value, action, keyword, context, unchanged=element)
+
+
+def ascii_value(data: bytes) -> str | list[str]:
+    """Return a DA, DT, TM or UI value decoded as pydicom decodes it: one string, or a list of several."""
+    items = data.decode("latin-1").rstrip(" \x00").split("\\")
+    return items[0] if len(items) == 1 else items
 
 
 @lru_cache(maxsize=8192)
@@ -328,34 +358,35 @@ def _empty(vr: str) -> Any:
     return None if vr in BINARY_VRS or vr in DUMMY and not isinstance(DUMMY[vr], str) else ""
 
 
-def _apply(element: DataElement, action: str, keyword: str, context: _Context) -> DataElement | None:
-    vr, tag = element.VR, element.tag
+def _apply(tag: BaseTag, vr: str, value: Any, action: str, keyword: str, context: _Context,
+           unchanged: DataElement | RawDataElement) -> DataElement | RawDataElement | None:
+    """Return the element `action` makes of a non-empty `value`; `unchanged` where the value stays."""
     if action == "K":
-        return element
+        return unchanged
     if action == "Z":
         return new_element(tag, vr, _empty(vr))
     if action == "U" or (action == "D" and vr == "UI"):
         if vr != "UI":
-            return element
-        return new_element(tag, vr, _map_values(element.value, lambda uid: pseudonymise_uid(context.secret, str(uid))))
+            return unchanged
+        return new_element(tag, vr, _map_values(value, lambda uid: pseudonymise_uid(context.secret, str(uid))))
     if action == "D":
         if keyword in _PSEUDONYMS:
-            return new_element(tag, vr, _PSEUDONYMS[keyword](context.secret, str(element.value)))
+            return new_element(tag, vr, _PSEUDONYMS[keyword](context.secret, str(value)))
         return new_element(tag, vr, DUMMY.get(vr, _empty(vr)))
     # action C
     if vr == "DA" or vr == "DT":
         shift = shift_date if vr == "DA" else shift_datetime
         try:
-            value = _map_values(element.value, lambda v: shift(str(v), context.shift_days))
+            shifted = _map_values(value, lambda v: shift(str(v), context.shift_days))
         except ValueError:
             context.audit.record(keyword, "X")  # a date that does not parse cannot be shifted
             return None
         context.audit.date_shift_applied = True
-        return new_element(tag, vr, value)
+        return new_element(tag, vr, shifted)
     if vr in TEXT_VRS and vr != "CS":
-        cleaned = _map_values(element.value, lambda v: clean_descriptor(str(v), context.descriptor_words))
+        cleaned = _map_values(value, lambda v: clean_descriptor(str(v), context.descriptor_words))
         return new_element(tag, vr, cleaned)
-    return element
+    return unchanged
 
 
 def _map_values(value: Any, fn) -> Any:
@@ -424,6 +455,6 @@ def _copy_encoding(source: Dataset, out: Dataset) -> None:
     if meta is not None and "TransferSyntaxUID" in meta:
         out.file_meta.TransferSyntaxUID = meta.TransferSyntaxUID
     if "SOPClassUID" in out:
-        out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID
+        out.file_meta.MediaStorageSOPClassUID = peek(out, "SOPClassUID")
     if "SOPInstanceUID" in out:
-        out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+        out.file_meta.MediaStorageSOPInstanceUID = peek(out, "SOPInstanceUID")
