@@ -275,7 +275,7 @@ def _clean_element(ds: Dataset, tag: BaseTag, context: _Context, path: str) -> D
     except Exception:  # pydicom raises many types for undecodable values
         raise MalformedElementError(f"element {keyword} {tag} cannot be decoded") from None
     if element.VR == "SQ":
-        return _clean_sequence(element, action, context, where)
+        return _clean_sequence(element, action, context, where, raw)
     if element.VR in BINARY_VRS or element.value is None or element.value == "":
         return element if action in ("K", "C", "U") else new_element(tag, element.VR, _empty(element.VR))
     return _apply(tag, element.VR, element.value, action, keyword, context, unchanged=element)
@@ -326,11 +326,21 @@ def _check_vr(tag: BaseTag, vr: str, keyword: str) -> None:
         raise MalformedElementError(f"element {keyword} has VR {vr}, the standard says {expected}")
 
 
-def _clean_sequence(element: DataElement, action: str, context: _Context, where: str) -> DataElement:
+def _clean_sequence(element: DataElement, action: str, context: _Context, where: str,
+                    raw: DataElement | RawDataElement) -> DataElement | RawDataElement:
+    """Return the sequence with every item cleaned; as read (`raw`) when cleaning changed nothing in it."""
     if action in ("Z", "D"):
         return DataElement(element.tag, "SQ", Sequence())
     items = [_clean_dataset(item, context, where + "/") for item in element.value]
+    if isinstance(raw, RawDataElement) and raw.length != 0xFFFFFFFF and all(
+            _unchanged(item, cleaned) for item, cleaned in zip(element.value, items)):
+        return raw  # the writer copies its bytes instead of encoding every element again
     return DataElement(element.tag, "SQ", Sequence(items))
+
+
+def _unchanged(item: Dataset, cleaned: Dataset) -> bool:
+    """Return whether cleaning `item` kept each of its elements, and only those, as the very same objects."""
+    return item.keys() == cleaned.keys() and all(cleaned.get_item(tag) is item.get_item(tag) for tag in item.keys())
 
 
 def new_element(tag: BaseTag, vr: str, value: Any) -> DataElement | RawDataElement:
