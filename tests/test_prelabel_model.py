@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,8 @@ from thyrokit.annotate.model.evaluate import evaluate
 from thyrokit.annotate.model.metrics import average_precision, dice, iou, roc_auc
 from thyrokit.annotate.model.predict import components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
-from thyrokit.annotate.model.train import train_supervised
-from thyrokit.annotate.model.unet import UNet
+from thyrokit.annotate.model.train import draw_batch, train_supervised
+from thyrokit.annotate.model.unet import UNet, masked_mean
 
 CPU = torch.device("cpu")
 TINY = ModelConfig(size=32, channels=8, depth=2, steps=100, batch_size=8, threads=1, mc_samples=4)
@@ -171,3 +173,37 @@ def test_a_perfect_ranker_scores_auc_one_through_predict_and_evaluate(mc_samples
     wrong = evaluate(predict(Oracle(-1.0), examples, CPU, mc_samples=mc_samples), examples)
     assert right["dice"] == 1.0 and right["auc"] == 1.0
     assert wrong["auc"] == 0.0
+
+
+def test_every_patient_counts_once_in_the_scores():
+    # Patient "cine" has three frames the model gets wrong, two others one right frame each:
+    # per image the AUC would be 2/8, per patient it is 1/2 (one right pair, one wrong).
+    scores = np.array([0.1, 0.1, 0.1, 0.9, 0.5])
+    labels = np.array([1, 1, 1, 1, 0])
+    weights = np.array([1 / 3, 1 / 3, 1 / 3, 1.0, 1.0])
+    assert roc_auc(scores, labels) == pytest.approx(2 / 8)
+    assert roc_auc(scores, labels, weights) == pytest.approx(0.5)
+    examples = oracle_examples()
+    framed = dataclasses.replace(examples, groups=["cine", "cine", "cine", "a", "b", "c"])
+    assert framed.weights().tolist() == pytest.approx([1 / 3] * 3 + [1.0] * 3)
+    assert framed.subset([0, 3]).groups == ["cine", "a"]
+    assert framed.unlabelled().groups == framed.groups
+
+
+def test_batches_draw_every_patient_equally_often():
+    # One patient with 20 cine frames beside 4 patients with one image each.
+    groups = ["cine"] * 20 + ["a", "b", "c", "d"]
+    examples = Examples([f"img{i}" for i in range(24)], torch.zeros(24, 1, 8, 8, dtype=torch.uint8), groups=groups)
+    drawn = torch.cat([draw_batch(examples, 16, torch.Generator().manual_seed(seed)) for seed in range(200)])
+    share_of_cine = (drawn < 20).float().mean().item()
+    assert share_of_cine == pytest.approx(1 / 5, abs=0.03)  # per image it would be 20/24
+
+
+def test_pathology_reads_the_nodule_not_the_rest_of_the_frame():
+    features = torch.zeros(2, 3, 8, 8)
+    features[:, :, 2:4, 2:4] = 5.0     # the nodule's features
+    features[1, :, 6:, 6:] = 100.0     # something far from it, in the second image only
+    nodule = torch.zeros(2, 1, 16, 16)
+    nodule[:, :, 4:8, 4:8] = 1.0       # the predicted nodule, at twice the feature map's side
+    pooled = masked_mean(features, nodule)
+    assert torch.allclose(pooled, torch.full((2, 3), 5.0))

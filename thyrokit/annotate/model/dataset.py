@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,15 @@ class Examples:
 
     ``images`` and ``masks`` are uint8 ``(N, 1, S, S)`` tensors (masks 0/1) so a
     dataset of thousands stays small in memory; ``malignant`` is 1.0, 0.0 or NaN
-    (pathology unknown, or no nodule) per image.
+    (pathology unknown, or no nodule) per image. ``groups`` names each image's patient
+    where known: the frames of one cine clip are one patient's, not many independent cases.
     """
 
     image_ids: list[str]
     images: torch.Tensor
     masks: torch.Tensor | None = None
     malignant: torch.Tensor | None = None
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -40,11 +43,19 @@ class Examples:
             images=self.images[index],
             masks=None if self.masks is None else self.masks[index],
             malignant=None if self.malignant is None else self.malignant[index],
+            groups=None if self.groups is None else [self.groups[i] for i in indices],
         )
 
     def unlabelled(self) -> "Examples":
         """Return the same images without their labels."""
-        return Examples(image_ids=self.image_ids, images=self.images)
+        return Examples(image_ids=self.image_ids, images=self.images, groups=self.groups)
+
+    def weights(self) -> torch.Tensor:
+        """Return each image's weight, 1 / (images of its patient): every patient counts once."""
+        if self.groups is None:
+            return torch.ones(len(self), dtype=torch.float64)
+        counts = Counter(self.groups)
+        return torch.tensor([1.0 / counts[group] for group in self.groups], dtype=torch.float64)
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
@@ -145,8 +156,9 @@ def load_examples(images: pl.DataFrame, table_dir: str | os.PathLike, size: int,
     if not image_ids:
         return Examples(image_ids=[], images=torch.zeros(0, 1, size, size, dtype=torch.uint8)), problems
     stack = np.stack([resize_image(good[i], size) for i in image_ids])[:, None]
+    groups = _patients(images, image_ids)
     if nodules is None:
-        return Examples(image_ids=image_ids, images=torch.from_numpy(stack)), problems
+        return Examples(image_ids=image_ids, images=torch.from_numpy(stack), groups=groups), problems
     shapes = {i: good[i].shape[:2] for i in image_ids}
     masks = union_masks(nodules, nodule_dir if nodule_dir is not None else table_dir, shapes)
     mask_stack = np.stack([resize_mask(masks[i], size) for i in image_ids])[:, None]
@@ -155,7 +167,15 @@ def load_examples(images: pl.DataFrame, table_dir: str | os.PathLike, size: int,
         images=torch.from_numpy(stack),
         masks=torch.from_numpy(mask_stack),
         malignant=malignancy(nodules, image_ids),
+        groups=groups,
     ), problems
+
+
+def _patients(images: pl.DataFrame, image_ids: list[str]) -> list[str] | None:
+    if "patient_id" not in images.columns:
+        return None
+    patient = dict(images.select("image_id", "patient_id").iter_rows())
+    return [patient[i] for i in image_ids]
 
 
 def as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -11,10 +11,12 @@ from thyrokit.annotate.model.predict import Prediction, components
 
 def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
              min_area: int = 1) -> dict[str, float]:
-    """Return mean per-image Dice and IoU, box AP@0.5 and pathology AUC, at the model's size.
+    """Return mean Dice and IoU, box AP@0.5 and pathology AUC, at the model's size.
 
-    Boxes are the connected components of the thresholded masks; a predicted box
-    scores the mean foreground probability inside it.
+    Every patient counts once in Dice, IoU and AUC (each image weighs 1 / its
+    patient's images), so a 16-frame cine clip is one case, not sixteen. Boxes are
+    the connected components of the thresholded masks; a predicted box scores the
+    mean foreground probability inside it.
     """
     if prediction.image_ids != truth.image_ids or truth.masks is None or truth.malignant is None:
         raise ValueError("evaluation needs a prediction of exactly the labelled examples")
@@ -26,13 +28,14 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
         detections.append([(box, float(probability[part].mean()))
                            for part, box in components(predicted, min_area)])
         boxes.append([box for _, box in components(mask, 1)])
+    weights = truth.weights().numpy()
     known = ~np.isnan(truth.malignant.numpy())
     labels = truth.malignant.numpy()[known] == 1.0
     return {
-        "dice": _round(np.mean(dices)) if dices else float("nan"),
-        "iou": _round(np.mean(ious)) if ious else float("nan"),
+        "dice": _round(np.average(dices, weights=weights)) if dices else float("nan"),
+        "iou": _round(np.average(ious, weights=weights)) if ious else float("nan"),
         "box_ap50": _round(average_precision(detections, boxes, 0.5)),
-        "auc": _round(roc_auc(prediction.malignant[known], labels)),
+        "auc": _round(roc_auc(prediction.malignant[known], labels, weights[known])),
         "n_images": len(truth),
     }
 

@@ -66,15 +66,16 @@ def average_precision(detections: list[list[tuple[Box, float]]], truths: list[li
     return float((precision * steps).sum())
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); NaN unless both classes are present."""
+def roc_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area under the ROC curve (ties count half), pairs weighted by `weights`; NaN unless both classes are present."""
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    weights = np.ones(len(scores)) if weights is None else np.asarray(weights, float)
     positives, negatives = scores[labels], scores[~labels]
     if len(positives) == 0 or len(negatives) == 0:
         return math.nan
-    greater = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+    pair_weights = weights[labels][:, None] * weights[~labels][None, :]
+    wins = (positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives[None, :])
+    return float((wins * pair_weights).sum() / pair_weights.sum())
 
 
 def precision_recall_curve(scores: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:

@@ -24,6 +24,7 @@ from thyrokit.annotate.model.train import (
     StepLog,
     build_model,
     check_labelled,
+    draw_batch,
     labelled_batch,
     seed_everything,
     supervised_loss,
@@ -99,9 +100,7 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, labelled: Examp
         ramp = min(1.0, max(0.0, (step - semi.warmup) / max(semi.warmup, 1)))
         unlabelled_loss = torch.zeros((), device=device)
         if ramp > 0 and len(unlabelled):
-            index = torch.randint(0, len(unlabelled), (min(config.batch_size, len(unlabelled)),),
-                                  generator=generator)
-            images = as_float(unlabelled.images[index], device)
+            images = as_float(unlabelled.images[draw_batch(unlabelled, config.batch_size, generator)], device)
             unlabelled_loss = consistency_loss(student, teacher, images, generator, semi)
             loss = loss + ramp * semi.unlabelled_weight * unlabelled_loss
         optimiser.zero_grad()

@@ -54,10 +54,20 @@ def supervised_loss(model: UNet, images: torch.Tensor, masks: torch.Tensor,
     return segmentation + pathology_loss(malignant_logit, malignant)
 
 
+def draw_batch(examples: Examples, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw batch indices with every patient equally likely, then one of its images.
+
+    Uniform draws over images let one long cine clip dominate training; the model
+    then learns that patient instead of what a nodule looks like.
+    """
+    count = min(batch_size, len(examples))
+    return torch.multinomial(examples.weights(), count, replacement=True, generator=generator)
+
+
 def labelled_batch(examples: Examples, batch_size: int, generator: torch.Generator,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a weakly augmented labelled batch: images, masks and malignancy on `device`."""
-    index = torch.randint(0, len(examples), (min(batch_size, len(examples)),), generator=generator)
+    index = draw_batch(examples, batch_size, generator)
     images, masks = weak_augment(as_float(examples.images[index], device),
                                  examples.masks[index].to(device, torch.float32), generator)
     return images, masks, examples.malignant[index].to(device)
