@@ -1,18 +1,25 @@
 """De-identification throughput: thyrokit header and full de-id beside dicognito and the I/O floor.
 
-Every tool runs on the same files in one process, one core, each file read from bytes
-in memory and written to bytes in memory:
+Every tool runs on the same files in one process, one core, each file's bytes held in
+memory and the DICOM it writes written to bytes in memory:
 
 - floor: pydicom reads the file and writes it back unchanged;
 - dicognito: dicognito's Anonymizer (header only) on the read dataset, then written;
 - thyrokit header: ``deidentify_dataset`` then written;
-- thyrokit full: header, pixel decode, one scan area per file (as ingest finds it),
-  burned-in text redaction of every frame, PNG encode of every frame.
+- thyrokit full: ingest's own per-file function, :func:`thyrokit.curate.ingest.ingest_file`,
+  with the ``ingest`` and ``deid`` params: the file read (from the page cache), its keyed
+  content hash, header de-identification, pixel decode, scan area, crop, burned-in text
+  redaction, PNG encode and perceptual hash of every frame, ids and audit record. It
+  writes no DICOM unless ``ingest.write_dicom`` is on, as ingest does.
 
-Files: pydicom's bundled test files that thyrokit de-identifies (the ones it
-quarantines are left out for every tool), plus the DICOM files under ``--phantom``.
+Files: pydicom's bundled test files that ingest accepts (the ones it quarantines are left
+out for every tool), plus the DICOM files under ``--phantom``.
 
-    python benchmarks/deid_throughput.py [--phantom /tmp/ph/scans] [--repeat 3]
+Per-file figures are for one core. Ingest itself maps ``ingest_file`` over a process pool
+of every core; for the phantom set that pool's figure is printed too, on its own line and
+labelled as such: it is not a one-core figure.
+
+    python benchmarks/deid_throughput.py [--phantom /tmp/ph/scans] [--repeat 3] [--params params.yaml]
 """
 
 from __future__ import annotations
@@ -23,95 +30,125 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.data import get_testdata_files
 
-from thyrokit.curate.deid import DeidOptions, QuarantineError, deidentify_dataset, redact_burned_in_text, redact_frames
+from thyrokit.curate.deid import QuarantineError, deidentify_dataset, redact_burned_in_text
 from thyrokit.curate.deid.synthetic import redaction_scores, synthetic_frame
-from thyrokit.curate.scan_area import scan_area
-from thyrokit.pixels import encode_png
+from thyrokit.curate.ingest import IngestConfig, ingest_file
+from thyrokit.parallel import default_workers, map_batches
+from thyrokit.params import load_params
 
 SECRET = b"benchmark-secret-0123456789abcdef"
-OPTIONS = DeidOptions()
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark file: its bytes, and where ingest finds it."""
+
+    data: bytes
+    relative_path: str
+    config: IngestConfig
 
 
 def read(data: bytes) -> pydicom.Dataset:
+    """Return the dataset pydicom reads from `data`."""
     return pydicom.dcmread(io.BytesIO(data))
 
 
 def write(ds: pydicom.Dataset) -> bytes:
+    """Return the bytes pydicom writes for `ds`."""
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds)
     return buffer.getvalue()
 
 
-def floor(data: bytes) -> None:
-    write(read(data))
+def floor(item: Item) -> None:
+    """Read and write back unchanged."""
+    write(read(item.data))
 
 
-def dicognito(data: bytes) -> None:
+def dicognito(item: Item) -> None:
+    """Anonymise the header with dicognito, then write."""
     from dicognito.anonymizer import Anonymizer
 
-    ds = read(data)
+    ds = read(item.data)
     Anonymizer(seed="benchmark").anonymize(ds)
     write(ds)
 
 
-def header(data: bytes) -> None:
-    out, _ = deidentify_dataset(read(data), SECRET, OPTIONS)
+def header(item: Item) -> None:
+    """De-identify the header with thyrokit, then write."""
+    out, _ = deidentify_dataset(read(item.data), SECRET, item.config.deid)
     write(out)
 
 
-def full(data: bytes) -> None:
-    ds = read(data)
-    out, _ = deidentify_dataset(ds, SECRET, OPTIONS)
-    frames = ds.pixel_array
-    if int(ds.get("NumberOfFrames", 1) or 1) == 1:
-        frames = frames[None]
-    if frames.ndim == 4 and frames.shape[-1] != 3:
-        frames = frames[..., 0]
-    if frames.dtype not in (np.uint8, np.uint16):
-        frames = frames.astype(np.uint16)
-    keep, _ = scan_area(frames)  # one scan area per file, as ingest finds it
-    redacted, _ = redact_frames(frames, keep)
-    for frame in redacted:
-        encode_png(np.ascontiguousarray(frame))
-    write(out)
+def full(item: Item) -> None:
+    """Run ingest's per-file function on the file; raise if ingest quarantines it."""
+    result = ingest_file(item.relative_path, item.config)
+    if result.reason:
+        raise QuarantineError(result.reason)
 
 
-def usable_files(paths: list[Path]) -> list[bytes]:
-    """Return the bytes of files every tool can run on: de-identifiable, pixels decodable."""
+def ingest_config(raw_dir: Path, params_path: Path) -> IngestConfig:
+    """Return the ingest config of the params file for files under `raw_dir`."""
+    return IngestConfig.from_params(load_params("ingest", params_path), raw_dir, SECRET,
+                                    load_params("deid", params_path))
+
+
+def usable_items(paths: list[Path], raw_dir: Path, config: IngestConfig) -> list[Item]:
+    """Return the files every tool can run on: ingested, not quarantined, and readable by dicognito."""
     kept = []
     for path in paths:
-        data = path.read_bytes()
+        item = Item(path.read_bytes(), path.relative_to(raw_dir).as_posix(), config)
         try:
-            full(data)
-            dicognito(data)
-        except QuarantineError:
+            full(item)
+            header(item)
+            dicognito(item)
+        except Exception:  # quarantined, unreadable or undecodable: not a fair comparison file
             continue
-        except Exception:  # unreadable or undecodable pixels: not a fair comparison file
-            continue
-        kept.append(data)
+        kept.append(item)
     return kept
 
 
-def timed(tools: dict[str, Callable[[bytes], None]], files: list[bytes], repeat: int) -> dict[str, tuple[float, float]]:
-    """Return {tool: (files per second, median ms per file)}, tools interleaved file by file.
+def timed(tools: dict[str, Callable[[Item], None]], items: list[Item], repeat: int) -> dict[str, list[float]]:
+    """Return {tool: seconds per file run}, tools interleaved file by file.
 
     Interleaving keeps the comparison fair on a shared machine whose load drifts.
     """
     seconds: dict[str, list[float]] = {name: [] for name in tools}
     for _ in range(repeat):
-        for data in files:
+        for item in items:
             for name, fn in tools.items():
                 t0 = time.perf_counter()
-                fn(data)
+                fn(item)
                 seconds[name].append(time.perf_counter() - t0)
-    return {name: (len(values) / sum(values), 1000 * statistics.median(values))
-            for name, values in seconds.items()}
+    return seconds
+
+
+def pool_seconds(items: list[Item], repeat: int, workers: int) -> tuple[float, float, int]:
+    """Return (wall seconds with worker start-up, steady-state seconds, files timed in the steady state).
+
+    The files go through :func:`map_batches` exactly as ``run_ingest`` sends them
+    (``ingest_file``, batches of 8, every core); the steady state runs from the first
+    batch's results to the last.
+    """
+    config = items[0].config
+    paths = [item.relative_path for item in items] * repeat
+    batch = 8
+    started = time.perf_counter()
+    first = None
+    for index, _ in enumerate(map_batches(partial(ingest_file, config=config), paths, workers=workers,
+                                          batch_size=batch, desc="")):
+        if index == batch - 1:
+            first = time.perf_counter()
+    ended = time.perf_counter()
+    return ended - started, ended - (first or started), len(paths) - batch
 
 
 def text_redaction_scores(frames: int) -> tuple[float, float, float]:
@@ -130,21 +167,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phantom", type=Path, help="folder of phantom scans (thyrokit demo-data DIR/scans)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params with ingest and deid")
     parser.add_argument("--text-frames", type=int, default=80, help="synthetic frames for the redaction scores")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    sets = {"pydicom test files": [Path(p) for p in get_testdata_files() if Path(p).is_file()]}
+    test_dir = Path(get_testdata_files()[0]).parent
+    sets = {"pydicom test files": (test_dir, [Path(p) for p in get_testdata_files() if Path(p).is_file()])}
     if args.phantom:
-        sets["phantom"] = sorted(args.phantom.rglob("*.dcm"))
+        sets["phantom"] = (args.phantom, sorted(args.phantom.rglob("*.dcm")))
     tools = {"pydicom read+write (floor)": floor, "dicognito 0.19 header": dicognito,
-             "thyrokit header": header, "thyrokit full (header+redact+PNG)": full}
-    print(f"| file set | files | {' | '.join(tools)} |")
-    print(f"|---|---|{'---|' * len(tools)}")
-    for name, paths in sets.items():
-        files = usable_files(paths)
-        results = timed(tools, files, args.repeat)
-        cells = [f"{rate:.0f} files/s ({median:.2f} ms median)" for rate, median in results.values()]
-        print(f"| {name} | {len(files)} | {' | '.join(cells)} |")
+             "thyrokit header": header, "thyrokit full (ingest_file)": full}
+    print("One process, one core, median ms per file (files/s from the total in brackets):\n")
+    print(f"| file set | files | {' | '.join(tools)} | header / floor | full / dicognito |")
+    print(f"|---|---|{'---|' * len(tools)}---|---|")
+    phantom_items: list[Item] = []
+    for name, (raw_dir, paths) in sets.items():
+        items = usable_items(paths, raw_dir, ingest_config(raw_dir, args.params))
+        if name == "phantom":
+            phantom_items = items
+        seconds = timed(tools, items, args.repeat)
+        medians = {tool: 1000 * statistics.median(values) for tool, values in seconds.items()}
+        cells = [f"{medians[tool]:.2f} ms ({len(values) / sum(values):.0f}/s)" for tool, values in seconds.items()]
+        ratios = (medians["thyrokit header"] / medians["pydicom read+write (floor)"],
+                  medians["thyrokit full (ingest_file)"] / medians["dicognito 0.19 header"])
+        print(f"| {name} | {len(items)} | {' | '.join(cells)} | {ratios[0]:.2f}x | {ratios[1]:.2f}x |")
+    print("\ntargets: header / floor <= 2x; full / dicognito <= 1x (both one core)")
+    if phantom_items:
+        workers = default_workers()
+        wall, steady, files = pool_seconds(phantom_items, args.repeat, workers)
+        total = len(phantom_items) * args.repeat
+        print(f"\nNOT one core: thyrokit full through ingest's process pool ({workers} workers = every core), "
+              f"phantom x{args.repeat} = {total} files: {1000 * steady / files:.2f} ms wall-clock per file in the "
+              f"steady state ({files / steady:.0f} files/s); {1000 * wall / total:.2f} ms per file with worker start-up")
     removed, least, mean = text_redaction_scores(args.text_frames)
     print(f"\nburned-in text on {args.text_frames} synthetic frames (half colour): "
           f"{100 * removed:.1f}% of text boxes fully removed (target 100%); other scan-area pixels "
