@@ -3,7 +3,8 @@
 An annotator is simulated by the synthetic set's ground truth: each round trains the
 pre-label model from scratch on the images labelled so far, scores validation Dice,
 and "labels" the next batch, either the pool images the model is least sure of
-(thyrokit's annotation order) or a random batch. Images vary in contrast, so some are
+(thyrokit's annotation order: each patient's most uncertain image before any
+patient's second) or a random batch. Images vary in contrast, so some are
 clear and some ambiguous, as in real ultrasound.
 
     python benchmarks/active_learning.py --target 0.8 --out data/plots/active_learning.png
@@ -26,7 +27,7 @@ from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, load_examples
 from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.evaluate import evaluate
-from thyrokit.annotate.model.predict import predict
+from thyrokit.annotate.model.predict import predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image
 from thyrokit.annotate.model.train import train_supervised
 from thyrokit.device import pick_device
@@ -66,8 +67,10 @@ def learning_curve(strategy: str, pool: Examples, validation: Examples, config: 
         curve.append((len(labelled), scores["dice"]))
         rest = [i for i in range(len(pool)) if i not in set(labelled)]
         if strategy == "uncertainty":
-            unsure = predict(model, pool.subset(rest).unlabelled(), device, config.mc_samples).uncertainty
-            chosen = [rest[i] for i in np.argsort(-unsure, kind="stable")[:batch]]
+            candidates = pool.subset(rest)
+            unsure = predict(model, candidates.unlabelled(), device, config.mc_samples).uncertainty
+            ranks = rank_by_uncertainty(candidates.image_ids, unsure, candidates.groups)
+            chosen = [rest[i] for i in np.argsort(ranks)[:batch]]
         else:
             chosen = [int(i) for i in rng.choice(rest, batch, replace=False)]
         labelled += chosen

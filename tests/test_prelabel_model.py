@@ -207,3 +207,11 @@ def test_pathology_reads_the_nodule_not_the_rest_of_the_frame():
     nodule[:, :, 4:8, 4:8] = 1.0       # the predicted nodule, at twice the feature map's side
     pooled = masked_mean(features, nodule)
     assert torch.allclose(pooled, torch.full((2, 3), 5.0))
+
+
+def test_each_patients_most_uncertain_image_ranks_before_any_second_one():
+    image_ids = ["c1", "c2", "c3", "a", "b"]
+    uncertainty = np.array([0.9, 0.8, 0.7, 0.5, 0.6])   # one cine clip holds the three most uncertain
+    assert rank_by_uncertainty(image_ids, uncertainty) == [0, 1, 2, 4, 3]
+    groups = ["cine", "cine", "cine", "a", "b"]
+    assert rank_by_uncertainty(image_ids, uncertainty, groups) == [0, 3, 4, 2, 1]

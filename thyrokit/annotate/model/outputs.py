@@ -105,12 +105,12 @@ def _each_image(predictions: Iterable[Prediction]) -> Iterator[tuple[Prediction,
 
 
 def write_uncertainty(image_ids: list[str], uncertainty: np.ndarray, version: str,
-                      path: str | os.PathLike) -> pl.DataFrame:
-    """Write every predicted image's uncertainty and annotation rank (0 = most uncertain)."""
+                      path: str | os.PathLike, groups: list[str] | None = None) -> pl.DataFrame:
+    """Write every predicted image's uncertainty and annotation rank (see rank_by_uncertainty)."""
     frame = pl.DataFrame({
         "image_id": image_ids,
         "uncertainty": [round(float(value), 6) for value in uncertainty],
-        "rank": rank_by_uncertainty(image_ids, np.asarray(uncertainty)),
+        "rank": rank_by_uncertainty(image_ids, np.asarray(uncertainty), groups),
         "model_version": [version] * len(image_ids),
     }, schema=UNCERTAINTY.schema)
     return write_table(frame, path, UNCERTAINTY)

@@ -84,9 +84,22 @@ def components(mask: np.ndarray, min_area: int = 1) -> list[tuple[np.ndarray, tu
     return sorted(found, key=lambda item: (item[1][1], item[1][0]))
 
 
-def rank_by_uncertainty(image_ids: list[str], uncertainty: np.ndarray) -> list[int]:
-    """Return each image's annotation rank: 0 = most uncertain; ties go by image_id."""
+def rank_by_uncertainty(image_ids: list[str], uncertainty: np.ndarray,
+                        groups: list[str] | None = None) -> list[int]:
+    """Return each image's annotation rank: 0 = most uncertain; ties go by image_id.
+
+    With ``groups`` (each image's patient), every patient's most uncertain image ranks
+    before any patient's second one, and so on: near-identical frames of one cine clip
+    would otherwise fill the top of the queue and spend the annotators' time on one case.
+    """
+    groups = groups if groups is not None else list(image_ids)
     order = sorted(range(len(image_ids)), key=lambda i: (-float(uncertainty[i]), image_ids[i]))
+    seen: dict[str, int] = {}
+    tier = [0] * len(image_ids)
+    for index in order:
+        tier[index] = seen.get(groups[index], 0)
+        seen[groups[index]] = tier[index] + 1
+    order.sort(key=lambda i: tier[i])  # stable: uncertainty order within a tier
     ranks = [0] * len(image_ids)
     for rank, index in enumerate(order):
         ranks[index] = rank

@@ -69,7 +69,9 @@ def run_prelabel(inputs: StageInputs, config: ModelConfig, device: torch.device,
     nodules = write_nodules(recorded(chunks), unlabelled, out_dir, label_source="prediction",
                             annotator=f"model:{version}", threshold=config.threshold,
                             min_area=config.min_area)
-    write_uncertainty(image_ids, np.array(uncertainty), version, out_dir / "uncertainty.parquet")
+    patient = dict(unlabelled.select("image_id", "patient_id").iter_rows())
+    write_uncertainty(image_ids, np.array(uncertainty), version, out_dir / "uncertainty.parquet",
+                      groups=[patient[image_id] for image_id in image_ids])
     metrics = {
         "validation": evaluate(scored, validation, config.threshold, min_area=1) if len(validation) else {},
         "n_train_images": len(train),
