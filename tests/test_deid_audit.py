@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import cv2
+import numpy as np
 import polars as pl
+import pytest
 from click.testing import CliRunner
 from deid_fixtures import SECRET, adversarial_dataset
 
@@ -12,6 +16,9 @@ from thyrokit.cli import main
 from thyrokit.curate.deid import DeidOptions, deidentify_dataset
 from thyrokit.curate.deid.dicom_output import encode_dicom
 from thyrokit.curate.deid.phi_values import collect_phi_values
+from thyrokit.pixels import encode_png
+
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
 
 
 def make_raw(tmp_path):
@@ -28,8 +35,9 @@ def make_clean_outputs(tmp_path, ds):
     out.mkdir()
     deid, audit = deidentify_dataset(ds, SECRET, DeidOptions())
     (out / "img-0001.dcm").write_bytes(encode_dicom(deid))
+    # A real PNG with the name in bytes after its end: image bytes are no text.
     pl.DataFrame({"patient_id": [deid.PatientID], "sex": ["F"], "note": ["blacksmith janet"],
-                  "png": [b"\x89PNG\r\n Jane"]}).write_parquet(out / "images.parquet")
+                  "png": [encode_png(np.zeros((8, 8), np.uint8)) + b" Jane"]}).write_parquet(out / "images.parquet")
     (out / "audit.jsonl").write_text(json.dumps(audit.to_dict()) + "\n")
     return out
 
@@ -56,13 +64,14 @@ def test_clean_outputs_pass_and_planted_values_fail_without_being_printed(tmp_pa
     result = run_audit(out, phi)
     assert result.exit_code == 0, result.output
 
-    pl.DataFrame({"caption": ["seen by Jane in ST OLAF  General"]}).write_parquet(out / "labels.parquet")
+    pl.DataFrame({"caption": ["seen by Jane in ST OLAF  General"], "Jane": [1]}).write_parquet(out / "labels.parquet")
     (out / "MRN7734521_export.json").write_text("{}")
     leaked = adversarial_dataset()
     (out / "leak.dcm").write_bytes(encode_dicom(leaked))
     result = run_audit(out, phi)
     assert result.exit_code == 1
     assert "labels.parquet: column caption holds a" in result.output
+    assert "labels.parquet: a column name holds a PatientName value" in result.output
     assert "<name withheld>: file name holds a PatientID value" in result.output
     assert "leak.dcm: PatientName holds a PatientName value" in result.output
     for value in ("Jane", "MRN7734521", "Olaf", "7734521"):
@@ -76,3 +85,61 @@ def test_an_id_inside_a_decimal_number_is_not_a_finding_but_a_standalone_one_is(
     assert matcher.kinds("0 0.437500 0.410227 0.445833 0.425000") == []
     assert matcher.kinds("study 445833.") == ["StudyID"]
     assert matcher.kinds("id=445833,x") == ["StudyID"]
+
+
+def scan_frame(seed: int, banner: str = "") -> np.ndarray:
+    """Return a cropped ultrasound frame (speckle on black), `banner` burned in at a scanner's banner size."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((300, 400), np.uint8)
+    image[60:280, 40:360] = np.clip(rng.rayleigh(40.0, (220, 320)) + 20, 0, 255).astype(np.uint8)
+    # GE's banner scale (thyrokit.pipelines.phantom.chrome.SCALES): capitals about 10 pixels high.
+    cv2.putText(image, banner, (8, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1, cv2.LINE_AA)
+    return image
+
+
+@needs_tesseract
+def test_a_name_burned_into_output_pixels_fails_the_audit_naming_file_and_field_not_the_name(tmp_path):
+    raw, ds = make_raw(tmp_path)
+    phi = tmp_path / "private" / "phi_values.json"
+    assert CliRunner().invoke(main, ["curate", "phi-values", str(raw), str(phi)]).exit_code == 0
+    out = make_clean_outputs(tmp_path, ds)
+    (out / "frames").mkdir()
+    for seed in range(3):
+        (out / "frames" / f"frame-{seed}.png").write_bytes(encode_png(scan_frame(seed, "THYROID RT TRANS")))
+    leaked = scan_frame(1, "DOE, JANE   MRN7734521")
+    (out / "frames" / "frame-1.png").write_bytes(encode_png(leaked))
+    pl.DataFrame({"key": ["a", "b"], "png": [encode_png(scan_frame(0)), encode_png(leaked)]}).write_parquet(
+        out / "images-00000.parquet")
+    report = tmp_path / "phi_audit.json"
+
+    result = CliRunner().invoke(main, ["curate", "audit", str(out), "--phi", str(phi), "--report", str(report)])
+    assert result.exit_code == 1, result.output
+    assert "frame-1.png: pixels (OCR) holds a PatientName value" in result.output
+    assert "frame-1.png: pixels (OCR) holds a PatientID value" in result.output
+    assert "images-00000.parquet: column png pixels (OCR) holds a PatientName value" in result.output
+    assert "frame-0.png" not in result.output and "frame-2.png" not in result.output
+    for value in ("jane", "doe", "7734521"):
+        assert value not in result.output.lower(), value
+    counts = json.loads(report.read_text())
+    # The leaked frame is in the shard too: read once.
+    assert (counts["png_images_read"], counts["distinct_png_images_read"]) == (6, 5)
+
+    redacted = leaked.copy()
+    redacted[:45] = 0  # the banner, blanked as the ingest crop does
+    (out / "frames" / "frame-1.png").write_bytes(encode_png(redacted))
+    (out / "images-00000.parquet").unlink()
+    result = run_audit(out, phi)
+    assert result.exit_code == 0, result.output
+    assert "4 PNG images read by OCR" in result.output
+
+
+@needs_tesseract
+def test_an_output_png_that_cannot_be_decoded_is_reported_as_unchecked(tmp_path):
+    raw, ds = make_raw(tmp_path)
+    phi = tmp_path / "private" / "phi_values.json"
+    assert CliRunner().invoke(main, ["curate", "phi-values", str(raw), str(phi)]).exit_code == 0
+    out = make_clean_outputs(tmp_path, ds)
+    (out / "frame.png").write_bytes(encode_png(scan_frame(0, "DOE, JANE"))[:60])  # truncated
+    result = run_audit(out, phi)
+    assert result.exit_code == 1
+    assert "frame.png: pixels (OCR): an unreadable image (cannot be checked)" in result.output

@@ -108,15 +108,17 @@ def audit_command(out_dirs: tuple[Path, ...], phi_file: Path, report_path: Path 
     from thyrokit.curate.deid.audit import audit_outputs, ocr_available
     from thyrokit.curate.deid.phi_values import read_phi_values
 
-    findings = audit_outputs(list(out_dirs), read_phi_values(phi_file))
-    files = sum(1 for root in out_dirs for path in ([root] if root.is_file() else root.rglob("*")) if path.is_file())
+    audit = audit_outputs(list(out_dirs), read_phi_values(phi_file))
     if report_path:
-        report = {"files": files, "findings": len(findings), "ocr": ocr_available(),
-                  "places": sorted({f"{finding.path}: {finding.field}" for finding in findings})}
+        report = {"files": audit.files, "findings": len(audit.findings), "ocr": ocr_available(),
+                  "png_images_read": audit.images, "distinct_png_images_read": audit.distinct_images,
+                  "places": sorted({f"{finding.path}: {finding.field}" for finding in audit.findings})}
         write_text(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
-    for finding in findings:
+    for finding in audit.findings:
         click.echo(f"PHI found: {finding}", err=True)
-    ocr = "" if ocr_available() else " (PNG pixels not read: tesseract is not installed)"
-    if findings:
-        raise click.ClickException(f"{len(findings)} place(s) hold identifying values in {files} files{ocr}")
-    click.echo(f"no identifying values found in {files} files{ocr}")
+    ocr = (f"; {audit.images} PNG images read by OCR ({audit.distinct_images} distinct)" if ocr_available()
+           else " (PNG pixels not read: tesseract is not installed)")
+    if audit.findings:
+        raise click.ClickException(f"{len(audit.findings)} place(s) hold identifying values "
+                                   f"in {audit.files} files{ocr}")
+    click.echo(f"no identifying values found in {audit.files} files{ocr}")

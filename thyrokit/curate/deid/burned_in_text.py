@@ -22,15 +22,11 @@ Each box, padded by a pixel for anti-aliasing, is set to zero. When
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import cv2
 import numpy as np
 
 from thyrokit.curate.deid.errors import BurnedInTextError
+from thyrokit.curate.deid.ocr import parse_tsv_words, run_tesseract, tesseract_available, upscale
 
 Box = tuple[int, int, int, int]
 
@@ -52,6 +48,7 @@ DOT_SPACING = 10         # pixels, widest gap between neighbouring dots of one l
 MIN_DOTS = 4             # dots in a slanted run before it counts as a line ...
 MIN_AXIS_DOTS = 3        # ... and in a run along one row or column, which speckle rarely makes
 DOT_SCATTER = 1.0        # pixels, largest spread of a run's dots across its line
+TESSERACT_SCALE = 2      # tesseract reads the strokes enlarged this many times
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -285,23 +282,15 @@ def _pad(box: Box, shape: tuple[int, ...]) -> Box:
     return max(x0 - PAD, 0), max(y0 - PAD, 0), min(x1 + PAD, shape[1]), min(y1 + PAD, shape[0])
 
 
-def tesseract_boxes(image: np.ndarray, min_confidence: float = 60.0) -> list[Box]:
-    """Return word boxes that tesseract reads in `image`; empty when tesseract is not installed."""
-    binary = shutil.which("tesseract")
-    if binary is None:
+def tesseract_boxes(image: np.ndarray, keep_mask: np.ndarray, min_confidence: float = 60.0) -> list[Box]:
+    """Return word boxes that tesseract reads in the strokes inside `keep_mask`; empty when it is not installed."""
+    if not tesseract_available():
         return []
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "frame.png"
-        cv2.imwrite(str(path), to_uint8(image))
-        result = subprocess.run([binary, str(path), "stdout", "--psm", "11", "tsv"],
-                                capture_output=True, text=True, check=False)
-    boxes = []
-    for line in result.stdout.splitlines()[1:]:
-        fields = line.split("\t")
-        if len(fields) == 12 and fields[11].strip() and float(fields[10]) >= min_confidence:
-            x, y, w, h = (int(value) for value in fields[6:10])
-            boxes.append((x, y, x + w, y + h))
-    return boxes
+    # Over speckle tesseract reads nothing; on the strokes alone, dark on white and doubled, it reads
+    # small and bold fonts (which the glyph test above misses).
+    view = np.where(stroke_mask(stroke_brightness(image), keep_mask), 0, 255).astype(np.uint8)
+    return parse_tsv_words(run_tesseract(upscale(view, TESSERACT_SCALE), 11, tsv=True) or "",
+                           min_confidence, TESSERACT_SCALE)
 
 
 def redact_burned_in_text(image: np.ndarray, keep_mask: np.ndarray) -> tuple[np.ndarray, list[Box]]:
@@ -314,7 +303,7 @@ def redact_burned_in_text(image: np.ndarray, keep_mask: np.ndarray) -> tuple[np.
     if keep.shape != image.shape[:2]:
         raise ValueError(f"keep_mask is {keep.shape}, the image is {image.shape[:2]}")
     boxes = detect_text_boxes(image, keep)
-    boxes += [box for box in tesseract_boxes(image) if keep[box[1]:box[3], box[0]:box[2]].any()]
+    boxes += tesseract_boxes(image, keep)
     return mask_boxes(image, keep, boxes), boxes
 
 
