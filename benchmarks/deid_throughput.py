@@ -5,7 +5,7 @@ memory and the DICOM it writes written to bytes in memory:
 
 - floor: pydicom reads the file and writes it back unchanged;
 - dicognito: dicognito's Anonymizer (header only) on the read dataset, then written;
-- thyrokit header: ``deidentify_dataset`` then written;
+- thyrokit header: ``deidentify_dataset`` under the params' ``deid`` options, then written;
 - thyrokit full: ingest's own per-file function, :func:`thyrokit.curate.ingest.ingest_file`,
   with the ``ingest`` and ``deid`` params: the file read (from the page cache), its keyed
   content hash, header de-identification, pixel decode, scan area, crop, burned-in text
