@@ -143,3 +143,39 @@ def test_every_pydicom_test_file_is_deidentified_or_quarantined():
             assert out.PatientIdentityRemoved == "YES"
             assert not any(tag.is_private for tag in out.keys())
     assert outcomes["ok"] >= 100 and outcomes["quarantined"] >= 1
+
+
+def written(ds: Dataset) -> bytes:
+    """Return the bytes pydicom writes for `ds` (explicit VR little endian)."""
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("keyword, value", [
+    ("SOPInstanceUID", "2.25.123"), ("StudyDate", ["20200101", "20200102"]), ("PatientName", "ANONYMIZED"),
+    ("StudyTime", "101010.5"), ("AccessionNumber", ""), ("StudyDescription", "THYROID US"),
+])
+def test_pre_encoded_values_write_the_bytes_pydicom_writes(keyword, value):
+    # The header pass writes new text values already encoded; a file must come out as if pydicom had encoded them.
+    from pydicom.datadict import dictionary_VR
+    from pydicom.dataelem import DataElement
+    from pydicom.tag import Tag
+
+    from thyrokit.curate.deid.header import new_element
+
+    tag = Tag(keyword)
+    decoded, encoded = Dataset(), Dataset()
+    decoded[tag] = DataElement(tag, dictionary_VR(tag), value)
+    encoded[tag] = new_element(tag, dictionary_VR(tag), value)
+    assert written(encoded) == written(decoded)
+    assert encoded[tag].value == decoded[tag].value
+
+
+def test_a_file_read_back_deidentifies_to_the_same_bytes_as_its_decoded_copy():
+    # Unchanged sequences and elements stay as read; decoding everything first must not change the output.
+    data = encode_dicom(adversarial_dataset())
+    raw, decoded = pydicom.dcmread(io.BytesIO(data)), pydicom.dcmread(io.BytesIO(data))
+    for element in decoded.iterall():
+        element.value  # noqa: B018 - decodes every element in place
+    assert deidentified_bytes(raw) == deidentified_bytes(decoded)
