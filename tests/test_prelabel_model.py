@@ -15,6 +15,7 @@ from thyrokit.annotate.model.evaluate import evaluate
 from thyrokit.annotate.model.metrics import average_precision, dice, iou, roc_auc
 from thyrokit.annotate.model.predict import components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
+from thyrokit.annotate.model.semi_supervised import recalibrate_batch_norm
 from thyrokit.annotate.model.train import draw_batch, train_supervised
 from thyrokit.annotate.model.unet import UNet, masked_mean
 
@@ -215,3 +216,16 @@ def test_each_patients_most_uncertain_image_ranks_before_any_second_one():
     assert rank_by_uncertainty(image_ids, uncertainty) == [0, 1, 2, 4, 3]
     groups = ["cine", "cine", "cine", "a", "b"]
     assert rank_by_uncertainty(image_ids, uncertainty, groups) == [0, 3, 4, 2, 1]
+
+
+def test_batch_norm_statistics_recalibrate_to_the_plain_images():
+    torch.manual_seed(0)
+    model = UNet(channels=4, depth=2)
+    images = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8)
+    first_norm = model.encoders[0][1]
+    first_norm.running_mean.fill_(5.0)    # as if learnt on strongly augmented views
+    recalibrate_batch_norm(model, [images[:4], images[4:]], batch_size=4, device=CPU)
+    with torch.no_grad():
+        plain = model.encoders[0][0](images.float() / 255).mean(dim=(0, 2, 3))
+    assert torch.allclose(first_norm.running_mean, plain, atol=1e-5)
+    assert first_norm.momentum == 0.1 and not model.training
