@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -14,6 +15,7 @@ from deid_fixtures import SECRET, adversarial_dataset
 
 from thyrokit.cli import main
 from thyrokit.curate.deid import DeidOptions, deidentify_dataset
+from thyrokit.curate.deid.audit import is_chosen
 from thyrokit.curate.deid.dicom_output import encode_dicom
 from thyrokit.curate.deid.phi_values import collect_phi_values
 from thyrokit.pixels import encode_png
@@ -122,7 +124,7 @@ def test_a_name_burned_into_output_pixels_fails_the_audit_naming_file_and_field_
         assert value not in result.output.lower(), value
     counts = json.loads(report.read_text())
     # The leaked frame is in the shard too: read once.
-    assert (counts["png_images_read"], counts["distinct_png_images_read"]) == (6, 5)
+    assert (counts["png_images"], counts["distinct_png_images"], counts["distinct_png_images_read"]) == (6, 5, 5)
 
     redacted = leaked.copy()
     redacted[:45] = 0  # the banner, blanked as the ingest crop does
@@ -130,7 +132,27 @@ def test_a_name_burned_into_output_pixels_fails_the_audit_naming_file_and_field_
     (out / "images-00000.parquet").unlink()
     result = run_audit(out, phi)
     assert result.exit_code == 0, result.output
-    assert "4 PNG images read by OCR" in result.output
+    assert "OCR read 4 of 4 distinct PNG images" in result.output
+
+    # A share of the images: the same ones on every run, chosen by content hash.
+    (out / "frames" / "frame-1.png").write_bytes(encode_png(leaked))
+    runs = [CliRunner().invoke(main, ["curate", "audit", str(out), "--phi", str(phi), "--ocr-fraction", "0.5",
+                                      "--report", str(report)]) for _ in range(2)]
+    assert runs[0].output == runs[1].output
+    pngs = [path.read_bytes() for path in out.rglob("*.png")] + [
+        cell for path in out.rglob("*.parquet") for column in pl.read_parquet(path).select(pl.col(pl.Binary))
+        for cell in column if cell.startswith(b"\x89PNG")]
+    digests = {hashlib.sha256(png).digest() for png in pngs}
+    assert len(digests) == 4
+    assert json.loads(report.read_text())["distinct_png_images_read"] == sum(is_chosen(d, 0.5) for d in digests)
+    leaked_is_read = is_chosen(hashlib.sha256(encode_png(leaked)).digest(), 0.5)
+    assert runs[0].exit_code == (1 if leaked_is_read else 0), runs[0].output
+
+
+def test_the_ocr_share_is_about_the_fraction_asked_for():
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(4000)]
+    assert sum(is_chosen(d, 0.25) for d in digests) == pytest.approx(1000, abs=90)
+    assert all(is_chosen(d, 1.0) for d in digests) and not any(is_chosen(d, 0.0) for d in digests)
 
 
 @needs_tesseract

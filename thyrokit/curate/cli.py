@@ -103,20 +103,24 @@ def phi_values_command(raw_dir: Path, phi_file: Path) -> None:
               help="The PHI value set written by `thyrokit curate phi-values`.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write counts of files and findings (no values) here as JSON.")
-def audit_command(out_dirs: tuple[Path, ...], phi_file: Path, report_path: Path | None) -> None:
+@click.option("--ocr-fraction", "fraction", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of the distinct PNG images OCR reads (chosen by content hash); text is always searched.")
+def audit_command(out_dirs: tuple[Path, ...], phi_file: Path, report_path: Path | None, fraction: float) -> None:
     """Search every file under OUT_DIRS for raw identifying values; exit 1 naming file and field."""
     from thyrokit.curate.deid.audit import audit_outputs, ocr_available
     from thyrokit.curate.deid.phi_values import read_phi_values
 
-    audit = audit_outputs(list(out_dirs), read_phi_values(phi_file))
+    audit = audit_outputs(list(out_dirs), read_phi_values(phi_file), ocr_fraction=fraction)
     if report_path:
         report = {"files": audit.files, "findings": len(audit.findings), "ocr": ocr_available(),
-                  "png_images_read": audit.images, "distinct_png_images_read": audit.distinct_images,
+                  "png_images": audit.images, "distinct_png_images": audit.distinct_images,
+                  "distinct_png_images_read": audit.images_read, "ocr_fraction": fraction,
                   "places": sorted({f"{finding.path}: {finding.field}" for finding in audit.findings})}
         write_text(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     for finding in audit.findings:
         click.echo(f"PHI found: {finding}", err=True)
-    ocr = (f"; {audit.images} PNG images read by OCR ({audit.distinct_images} distinct)" if ocr_available()
+    ocr = (f"; OCR read {audit.images_read} of {audit.distinct_images} distinct PNG images "
+           f"({audit.images} in all; --ocr-fraction {fraction:g})" if ocr_available()
            else " (PNG pixels not read: tesseract is not installed)")
     if audit.findings:
         raise click.ClickException(f"{len(audit.findings)} place(s) hold identifying values "
