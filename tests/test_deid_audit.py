@@ -44,6 +44,14 @@ def make_clean_outputs(tmp_path, ds):
     return out
 
 
+def clean_project(tmp_path):
+    """Raw scans with their PHI value set collected, and clean outputs: (outputs folder, PHI file)."""
+    raw, ds = make_raw(tmp_path)
+    phi = tmp_path / "private" / "phi_values.json"
+    assert CliRunner().invoke(main, ["curate", "phi-values", str(raw), str(phi)]).exit_code == 0
+    return make_clean_outputs(tmp_path, ds), phi
+
+
 def run_audit(out, phi):
     return CliRunner().invoke(main, ["curate", "audit", str(out), "--phi", str(phi)])
 
@@ -59,10 +67,7 @@ def test_collected_values_hold_names_ids_uids_but_not_short_values(tmp_path):
 
 
 def test_clean_outputs_pass_and_planted_values_fail_without_being_printed(tmp_path):
-    raw, ds = make_raw(tmp_path)
-    phi = tmp_path / "private" / "phi_values.json"
-    assert CliRunner().invoke(main, ["curate", "phi-values", str(raw), str(phi)]).exit_code == 0
-    out = make_clean_outputs(tmp_path, ds)
+    out, phi = clean_project(tmp_path)
     result = run_audit(out, phi)
     assert result.exit_code == 0, result.output
 
@@ -101,10 +106,7 @@ def scan_frame(seed: int, banner: str = "") -> np.ndarray:
 
 @needs_tesseract
 def test_a_name_burned_into_output_pixels_fails_the_audit_naming_file_and_field_not_the_name(tmp_path):
-    raw, ds = make_raw(tmp_path)
-    phi = tmp_path / "private" / "phi_values.json"
-    assert CliRunner().invoke(main, ["curate", "phi-values", str(raw), str(phi)]).exit_code == 0
-    out = make_clean_outputs(tmp_path, ds)
+    out, phi = clean_project(tmp_path)
     (out / "frames").mkdir()
     for seed in range(3):
         (out / "frames" / f"frame-{seed}.png").write_bytes(encode_png(scan_frame(seed, "THYROID RT TRANS")))
@@ -157,10 +159,7 @@ def test_the_ocr_share_is_about_the_fraction_asked_for():
 
 @needs_tesseract
 def test_an_output_png_that_cannot_be_decoded_is_reported_as_unchecked(tmp_path):
-    raw, ds = make_raw(tmp_path)
-    phi = tmp_path / "private" / "phi_values.json"
-    assert CliRunner().invoke(main, ["curate", "phi-values", str(raw), str(phi)]).exit_code == 0
-    out = make_clean_outputs(tmp_path, ds)
+    out, phi = clean_project(tmp_path)
     (out / "frame.png").write_bytes(encode_png(scan_frame(0, "DOE, JANE"))[:60])  # truncated
     result = run_audit(out, phi)
     assert result.exit_code == 1
