@@ -1,0 +1,75 @@
+"""Supervised-only vs semi-supervised training over several seeds: is the gain bigger than the noise?
+
+The pseudolabel stage compares the two once, with the seed of params.yaml. On a
+validation split of a few dozen patients one run can swing by 0.2 Dice from one seed
+to the next, so this script repeats the stage's own comparison
+(``compare_label_fractions``) with other seeds and prints each metric's mean and
+spread, and how often semi-supervised training won.
+
+    python benchmarks/semi_supervised_gain.py data/interim/split/images.parquet data/interim/labels --seeds 3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+import numpy as np
+import polars as pl
+import torch
+
+from thyrokit.annotate.model.commands import model_config
+from thyrokit.annotate.model.dataset import load_examples
+from thyrokit.annotate.model.inputs import read_inputs
+from thyrokit.annotate.model.semi_supervised import SemiConfig
+from thyrokit.annotate.model.stages import compare_label_fractions
+from thyrokit.device import pick_device
+from thyrokit.params import load_params
+
+
+@click.command()
+@click.argument("images_table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--seeds", default=3, show_default=True, help="training seeds, 0..N-1")
+def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int) -> None:
+    """Print mean and spread of validation Dice and AUC, supervised vs semi-supervised, per label fraction."""
+    config = model_config(params_path)
+    params = dict(load_params("pseudolabel", params_path))
+    fractions = [float(value) for value in params.pop("label_fractions")]
+    params.pop("min_confidence", None)
+    semi = SemiConfig.from_dict(params)
+    inputs = read_inputs(images_table, labels_dir)
+    train, _ = load_examples(inputs.images.filter(pl.col("split") == "train"), inputs.images_dir, config.size,
+                             inputs.nodules, inputs.labels_dir)
+    labelled = [i for i, image_id in enumerate(train.image_ids) if image_id in inputs.labelled]
+    validation, _ = load_examples(inputs.labelled_in("validation"), inputs.images_dir, config.size,
+                                  inputs.nodules, inputs.labels_dir)
+    device = pick_device()
+    runs = []
+    for seed in range(seeds):
+        runs.append(compare_label_fractions(dataclasses.replace(config, seed=seed), semi, train, labelled,
+                                            validation, fractions, device))
+        click.echo(f"seed {seed}: {runs[-1]}")
+    click.echo(f"\n{len(labelled)} labelled train images, {len(validation)} validation images, "
+               f"{seeds} seeds, device {device}")
+    click.echo("| labels | metric | supervised | semi-supervised | semi wins |")
+    click.echo("|---|---|---|---|---|")
+    for key in runs[0]:
+        for metric in ("dice", "auc"):
+            supervised = np.array([run[key][f"{metric}_supervised"] for run in runs], float)
+            semi_supervised = np.array([run[key][f"{metric}_semi_supervised"] for run in runs], float)
+            click.echo(f"| {key} ({runs[0][key]['n_labelled']}) | {metric} | {spread(supervised)} | "
+                       f"{spread(semi_supervised)} | {int((semi_supervised > supervised).sum())}/{seeds} |")
+
+
+def spread(values: np.ndarray) -> str:
+    """Mean ± standard deviation, to three places."""
+    return f"{np.nanmean(values):.3f} ± {np.nanstd(values):.3f}"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
