@@ -33,8 +33,9 @@ from thyrokit.params import load_params
 @click.argument("labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--params", "params_path", default="params.yaml", show_default=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--seeds", default=3, show_default=True, help="training seeds, 0..N-1")
-def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int) -> None:
+@click.option("--seeds", default=3, show_default=True, help="how many training seeds")
+@click.option("--first-seed", default=0, show_default=True, help="seeds run first-seed .. first-seed + seeds - 1")
+def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int, first_seed: int) -> None:
     """Print mean and spread of validation Dice and AUC, supervised vs semi-supervised, per label fraction."""
     config = model_config(params_path)
     params = dict(load_params("pseudolabel", params_path))
@@ -49,7 +50,7 @@ def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int) ->
                                   inputs.nodules, inputs.labels_dir)
     device = pick_device()
     runs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         runs.append(compare_label_fractions(dataclasses.replace(config, seed=seed), semi, train, labelled,
                                             validation, fractions, device))
         click.echo(f"seed {seed}: {runs[-1]}")

@@ -23,6 +23,7 @@ class ModelConfig:
     steps: int = 300                # optimiser steps of supervised training
     batch_size: int = 16
     lr: float = 3e-3
+    ema_decay: float = 0.99         # the model kept is this moving average of the trained weights
     seed: int = 0
     threads: int = 0                # torch CPU threads; 0 = torch's default
     mc_samples: int = 8             # stochastic forward passes for the uncertainty score

@@ -10,7 +10,6 @@ more steadily.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,14 @@ from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, as_float
 from thyrokit.annotate.model.train import (
     StepLog,
+    averaged_copy,
     build_model,
     check_labelled,
     draw_batch,
     labelled_batch,
     seed_everything,
     supervised_loss,
+    update_average,
 )
 from thyrokit.annotate.model.unet import UNet
 
@@ -41,7 +42,6 @@ class SemiConfig:
     pathology_threshold: float = 0.9  # pathology confidence below which a pseudolabel says unknown
     unlabelled_weight: float = 10.0   # weight of the unlabelled loss once ramped up (squared errors are small)
     warmup: int = 100                 # steps of supervised-only training before the ramp
-    ema_decay: float = 0.99           # teacher = decay * teacher + (1 - decay) * student
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SemiConfig":
@@ -51,16 +51,6 @@ class SemiConfig:
         if unknown:
             raise ValueError(f"unknown semi-supervised setting(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
-
-
-@torch.no_grad()
-def update_teacher(teacher: UNet, student: UNet, decay: float) -> None:
-    """Move the teacher's weights (and batch-norm statistics) towards the student's."""
-    for ours, theirs in zip(teacher.state_dict().values(), student.state_dict().values()):
-        if ours.dtype.is_floating_point:
-            ours.mul_(decay).add_(theirs, alpha=1 - decay)
-        else:
-            ours.copy_(theirs)
 
 
 def consistency_loss(student: UNet, teacher: UNet, images: torch.Tensor, generator: torch.Generator,
@@ -94,9 +84,7 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, labelled: Examp
     check_labelled(labelled)
     generator = seed_everything(config.seed, config.threads)
     student = build_model(config).to(device)
-    teacher = copy.deepcopy(student)
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
+    teacher = averaged_copy(student)
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr)
     student.train()
     teacher.train()  # dropout on in the teacher too: its targets are less over-confident
@@ -113,7 +101,7 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, labelled: Examp
         optimiser.step()
         # Until the ramp starts the teacher simply copies the student, so it never
         # averages in the random first weights.
-        update_teacher(teacher, student, semi.ema_decay if ramp > 0 else 0.0)
+        update_average(teacher, student, config.ema_decay if ramp > 0 else 0.0)
         if log is not None:
             log(step, {"loss": loss.item(), "unlabelled_loss": unlabelled_loss.item()})
     recalibrate_batch_norm(teacher, [labelled.images, unlabelled.images], config.batch_size, device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -27,6 +28,24 @@ def seed_everything(seed: int, threads: int = 0) -> torch.Generator:
 def build_model(config: ModelConfig) -> UNet:
     """Return a freshly initialised network of the configured shape."""
     return UNet(channels=config.channels, depth=config.depth, dropout=config.dropout)
+
+
+@torch.no_grad()
+def update_average(average: UNet, model: UNet, decay: float) -> None:
+    """Move the averaged weights (and batch-norm statistics) towards the model's: decay * average + (1 - decay) * model."""
+    for ours, theirs in zip(average.state_dict().values(), model.state_dict().values()):
+        if ours.dtype.is_floating_point:
+            ours.mul_(decay).add_(theirs, alpha=1 - decay)
+        else:
+            ours.copy_(theirs)
+
+
+def averaged_copy(model: UNet) -> UNet:
+    """Return a frozen copy of `model` to hold its weights' moving average."""
+    average = copy.deepcopy(model)
+    for parameter in average.parameters():
+        parameter.requires_grad_(False)
+    return average
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,17 +102,25 @@ def check_labelled(examples: Examples) -> None:
 
 def train_supervised(config: ModelConfig, labelled: Examples, device: torch.device,
                      log: StepLog | None = None) -> UNet:
-    """Train a new model on `labelled` for `config.steps` steps and return it in eval mode."""
+    """Train a new model on `labelled` for `config.steps` steps; return its averaged weights in eval mode.
+
+    The weights of the last step land wherever the last few batches of a few dozen
+    labels left them (validation Dice swung 0.2-0.77 between seeds on the demo); their
+    moving average is the steadier model, and the one mean teacher returns as well.
+    """
     check_labelled(labelled)
     generator = seed_everything(config.seed, config.threads)
     model = build_model(config).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    average = averaged_copy(model)
     model.train()
     for step in range(config.steps):
         loss = supervised_loss(model, *labelled_batch(labelled, config.batch_size, generator, device))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        # The first third only copies the weights, so the average never holds the random start.
+        update_average(average, model, config.ema_decay if step >= config.steps // 3 else 0.0)
         if log is not None:
             log(step, {"loss": loss.item()})
-    return model.eval()
+    return average.eval()
