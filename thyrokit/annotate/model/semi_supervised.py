@@ -118,12 +118,13 @@ def recalibrate_batch_norm(model: UNet, images: list[torch.Tensor], batch_size: 
     them, the model under-calls nodules at inference.
     """
     norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over every batch below
     model.train()
     for batch in torch.cat(images).split(batch_size):
         model(as_float(batch, device))
-    for norm in norms:
-        norm.momentum = 0.1
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
     model.eval()
