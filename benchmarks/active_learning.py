@@ -26,8 +26,8 @@ import torch
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, load_examples
 from thyrokit.annotate.model.inputs import read_inputs
-from thyrokit.annotate.model.evaluate import evaluate
-from thyrokit.annotate.model.predict import predict, rank_by_uncertainty
+from thyrokit.annotate.model.metrics import dice
+from thyrokit.annotate.model.predict import Prediction, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image
 from thyrokit.annotate.model.train import train_supervised
 from thyrokit.device import pick_device
@@ -63,8 +63,8 @@ def learning_curve(strategy: str, pool: Examples, validation: Examples, config: 
     curve = []
     for _ in range(rounds + 1):
         model = train_supervised(config, pool.subset(sorted(labelled)), device)
-        scores = evaluate(predict(model, validation, device, mc_samples=1), validation, config.threshold)
-        curve.append((len(labelled), scores["dice"]))
+        curve.append((len(labelled), nodule_dice(predict(model, validation, device, mc_samples=1), validation,
+                                                 config.threshold)))
         rest = [i for i in range(len(pool)) if i not in set(labelled)]
         if strategy == "uncertainty":
             candidates = pool.subset(rest)
@@ -75,6 +75,18 @@ def learning_curve(strategy: str, pool: Examples, validation: Examples, config: 
             chosen = [int(i) for i in rng.choice(rest, batch, replace=False)]
         labelled += chosen
     return curve
+
+
+def nodule_dice(prediction: Prediction, truth: Examples, threshold: float) -> float:
+    """Mean Dice over the images that hold a nodule, each patient counted once.
+
+    The stages' Dice also counts an image without a nodule, predicted empty, as 1: a
+    model that finds nothing then scores well wherever a split has many such images.
+    """
+    masks = truth.masks[:, 0].numpy().astype(bool)
+    holds = masks.reshape(len(masks), -1).any(axis=1)
+    scores = [dice(probability >= threshold, mask) for probability, mask in zip(prediction.probability, masks)]
+    return float(np.average(np.array(scores)[holds], weights=truth.weights().numpy()[holds]))
 
 
 def labels_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
@@ -93,7 +105,8 @@ def plot(curves: dict[str, list[tuple[int, float]]], target: float, path: Path) 
     for name, curve in curves.items():
         axes.plot(*zip(*curve), marker="o", label=name)
     axes.axhline(target, color="grey", linestyle="--", label=f"target Dice {target}")
-    axes.set(xlabel="labelled images", ylabel="validation Dice", title="Active learning: labels vs Dice")
+    axes.set(xlabel="labelled images", ylabel="validation Dice (images with a nodule)",
+             title="Active learning: labels vs Dice")
     axes.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
