@@ -156,7 +156,7 @@ def load_examples(images: pl.DataFrame, table_dir: str | os.PathLike, size: int,
     if not image_ids:
         return Examples(image_ids=[], images=torch.zeros(0, 1, size, size, dtype=torch.uint8)), problems
     stack = np.stack([resize_image(good[i], size) for i in image_ids])[:, None]
-    groups = _patients(images, image_ids)
+    groups = patients_of(images, image_ids)
     if nodules is None:
         return Examples(image_ids=image_ids, images=torch.from_numpy(stack), groups=groups), problems
     shapes = {i: good[i].shape[:2] for i in image_ids}
@@ -171,7 +171,8 @@ def load_examples(images: pl.DataFrame, table_dir: str | os.PathLike, size: int,
     ), problems
 
 
-def _patients(images: pl.DataFrame, image_ids: list[str]) -> list[str] | None:
+def patients_of(images: pl.DataFrame, image_ids: list[str]) -> list[str] | None:
+    """Return the patient of each of `image_ids` in the images table; None if it has no patient_id."""
     if "patient_id" not in images.columns:
         return None
     patient = dict(images.select("image_id", "patient_id").iter_rows())

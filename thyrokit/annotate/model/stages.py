@@ -12,7 +12,7 @@ import polars as pl
 import torch
 
 from thyrokit.annotate.model.config import ModelConfig
-from thyrokit.annotate.model.dataset import Examples, load_examples
+from thyrokit.annotate.model.dataset import Examples, load_examples, patients_of
 from thyrokit.annotate.model.evaluate import evaluate, pathology_pr_curve
 from thyrokit.annotate.model.inputs import StageInputs
 from thyrokit.annotate.model.outputs import save_model, write_nodules, write_uncertainty
@@ -69,9 +69,8 @@ def run_prelabel(inputs: StageInputs, config: ModelConfig, device: torch.device,
     nodules = write_nodules(recorded(chunks), unlabelled, out_dir, label_source="prediction",
                             annotator=f"model:{version}", threshold=config.threshold,
                             min_area=config.min_area)
-    patient = dict(unlabelled.select("image_id", "patient_id").iter_rows())
     write_uncertainty(image_ids, np.array(uncertainty), version, out_dir / "uncertainty.parquet",
-                      groups=[patient[image_id] for image_id in image_ids])
+                      groups=patients_of(unlabelled, image_ids))
     metrics = {
         "validation": evaluate(scored, validation, config.threshold, min_area=1) if len(validation) else {},
         "n_train_images": len(train),
