@@ -11,7 +11,10 @@ removed by the crop. Otherwise:
 
 - a text line (kind phi or settings, and a caliper's length read-out) is removed when
   none of its ink survives: no pixel of the box that a 9x9 white top-hat lifts by 40 or
-  more above its surroundings keeps its raw value (column "ink removed"). Column "box
+  more above its surroundings, and that is at least half as bright as the phantom's
+  255-valued strokes, keeps its raw value (column "ink removed"; dimmer pixels that the
+  top-hat lifts are the speckle of tissue the box takes in, or an anti-aliased edge less
+  than half covered by a stroke). Column "box
   zeroed" is stricter: every pixel of the box, less a one-pixel margin, is zero; the
   phantom's boxes include the descender space under the baseline and two rows above the
   letters, which hold tissue when no letter descends;
@@ -74,13 +77,13 @@ def is_caliper_mark(kind: str, text: str) -> bool:
 
 
 def ink_removed(stored: np.ndarray, raw: np.ndarray, box: Box) -> bool:
-    """Return whether no stroke pixel of `box` (lifted 40+ by a 9x9 white top-hat) keeps its raw value."""
+    """Return whether no stroke pixel of `box` (lifted 40+ by a 9x9 white top-hat, 128 or brighter) keeps its raw value."""
     x0, y0, x1, y1 = box
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
     pad = (slice(max(y0 - 8, 0), y1 + 8), slice(max(x0 - 8, 0), x1 + 8))
     lifted = cv2.morphologyEx(np.ascontiguousarray(raw[pad]), cv2.MORPH_TOPHAT, kernel)
     top, left = y0 - pad[0].start, x0 - pad[1].start
-    ink = lifted[top:top + y1 - y0, left:left + x1 - x0] >= 40
+    ink = (lifted[top:top + y1 - y0, left:left + x1 - x0] >= 40) & (raw[y0:y1, x0:x1] >= 128)
     return not (ink & (stored[y0:y1, x0:x1] == raw[y0:y1, x0:x1])).any()
 
 

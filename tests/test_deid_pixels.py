@@ -50,6 +50,29 @@ def test_crossing_dotted_caliper_lines_are_removed_and_the_nodule_kept():
     assert np.mean(redacted[nodule] == image[nodule]) > 0.95
 
 
+def draw_caliper(image: np.ndarray, start: tuple[int, int], end: tuple[int, int]) -> None:
+    """Draw two "x" end crosses with a dot every 5 pixels between them, as scanners mark a measurement."""
+    steps = max(int(np.hypot(end[0] - start[0], end[1] - start[1]) // 5), 1)
+    for step in range(1, steps):
+        t = step / steps
+        image[round(start[1] + t * (end[1] - start[1])), round(start[0] + t * (end[0] - start[0]))] = 255
+    for x, y in (start, end):
+        cv2.line(image, (x - 3, y - 3), (x + 3, y + 3), 255, 1)
+        cv2.line(image, (x - 3, y + 3), (x + 3, y - 3), 255, 1)
+
+
+def test_caliper_end_crosses_and_dots_are_removed_long_and_short_lines_alike():
+    frame = synthetic_frame(5, texts=0, calipers=0)
+    image = frame.image.copy()
+    draw_caliper(image, (200, 150), (260, 150))  # end crosses a dot spacing past the line's last dots
+    draw_caliper(image, (230, 250), (230, 261))  # a short measurement: one dot between its crosses
+    drawn = image != frame.image
+    redacted, _ = redact_burned_in_text(image, frame.keep_mask)
+    assert not redacted[drawn].any()
+    tissue = frame.keep_mask & ~cv2.dilate(drawn.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.mean(redacted[tissue] == image[tissue]) > 0.99
+
+
 def test_frame_without_text_is_untouched_inside_scan_area():
     frame = synthetic_frame(3, texts=0, calipers=0)
     redacted, boxes = redact_burned_in_text(frame.image, frame.keep_mask)

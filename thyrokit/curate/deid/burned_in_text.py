@@ -14,7 +14,8 @@ drawn by the device in thin strokes of saturated or near-white colour, so:
    of a name go too; the box is grown to the line's full height (room above the
    capitals, descenders below the baseline), which the ink of capitals alone misses;
 5. caliper lines are dotted: single-pixel dots a few pixels apart, too small to be
-   glyphs, found as runs of four or more small marks lying on one straight line.
+   glyphs, found as runs of four or more small marks lying on one straight line (three
+   along a row or column), or as the dots strung between two end crosses in line.
 
 Each box, padded by a pixel for anti-aliasing, is set to zero. When
 ``tesseract`` is installed it is asked too, as an extra detector; it is never required.
@@ -50,6 +51,7 @@ DOT_SPACING = 10         # pixels, widest gap between neighbouring dots of one l
 MIN_DOTS = 4             # dots in a slanted run before it counts as a line ...
 MIN_AXIS_DOTS = 3        # ... and in a run along one row or column, which speckle rarely makes
 DOT_SCATTER = 1.0        # pixels, largest spread of a run's dots across its line
+MARK_SIDE = 12           # pixels, largest side of a caliper end cross (a "+" or "x")
 TESSERACT_SCALE = 2      # tesseract reads the strokes enlarged this many times
 
 
@@ -95,8 +97,34 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     dots = dotted_line_boxes(stats, centroids, shape)
     # The dots of a caliper line are no letters: strung between two end crosses they would
     # make a "word" of the whole measurement and its box would take the nodule with it.
-    lines = join_lines(glyph_boxes(brightness, strokes, labels, stats, ~_inside(centroids, dots, shape)))
+    # Only the dots leave: an end cross inside a line's box is still a mark to mask.
+    on_lines = _dot_sized(stats) & _inside(centroids, dots, shape)
+    lines = join_lines(glyph_boxes(brightness, strokes, labels, stats, ~on_lines))
+    dots += dots_between_marks(centroids[_dot_sized(stats) & ~on_lines], lines)
     return sorted({_pad(box, shape) for box in lines + dots}, key=lambda b: (b[1], b[0]))
+
+
+def dots_between_marks(points: np.ndarray, boxes: list[Box]) -> list[Box]:
+    """Return a box per dot lying on the straight line between two caliper-sized marks in line with each other.
+
+    A short measurement has only one or two dots between its end crosses, too few to
+    be told from speckle as a run; between two crosses on one row or column they are
+    the caliper's.
+    """
+    marks = np.array([((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in boxes
+                      if x1 - x0 <= MARK_SIDE and y1 - y0 <= MARK_SIDE], dtype=float).reshape(-1, 2)
+    found: list[Box] = []
+    for i in range(len(marks)):
+        for j in range(i + 1, len(marks)):
+            step = marks[j] - marks[i]
+            length = float(np.hypot(*step))
+            if min(abs(step[0]), abs(step[1])) > 1 or not 0 < length <= MIN_DOTS * DOT_SPACING:
+                continue
+            along = (points - marks[i]) @ step / length**2
+            across = np.abs((points - marks[i]) @ np.array([-step[1], step[0]])) / length
+            on = (along > 0) & (along < 1) & (across <= DOT_SCATTER)
+            found += [(int(x), int(y), int(x) + 1, int(y) + 1) for x, y in np.rint(points[on]).astype(int)]
+    return found
 
 
 def _inside(points: np.ndarray, boxes: list[Box], shape: tuple[int, ...]) -> np.ndarray:
@@ -191,9 +219,7 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
     two lines of a caliper pair cross and their union is no line. A run along a row or
     column gets one box; a slanted run gets a box per dot, so the tissue beside it is kept.
     """
-    small = (stats[:, cv2.CC_STAT_AREA] <= DOT_AREA) & (stats[:, cv2.CC_STAT_WIDTH] <= 2) \
-        & (stats[:, cv2.CC_STAT_HEIGHT] <= 2)
-    small[0] = False
+    small = _dot_sized(stats)
     if small.sum() < MIN_DOTS:
         return []
     points = np.rint(centroids[small]).astype(np.int32)
@@ -212,6 +238,14 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
             lines = [members] if across is None else _split_parallel(members, across)
             boxes += [box for line in lines if len(line) >= least and _collinear(line) for box in _run_boxes(line)]
     return boxes
+
+
+def _dot_sized(stats: np.ndarray) -> np.ndarray:
+    """Return, per component (the background excluded), whether it is small enough to be a dot of a dotted line."""
+    small = (stats[:, cv2.CC_STAT_AREA] <= DOT_AREA) & (stats[:, cv2.CC_STAT_WIDTH] <= 2) \
+        & (stats[:, cv2.CC_STAT_HEIGHT] <= 2)
+    small[0] = False
+    return small
 
 
 def _split_parallel(members: np.ndarray, across: int) -> list[np.ndarray]:
