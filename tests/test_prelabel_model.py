@@ -16,7 +16,7 @@ from thyrokit.annotate.model.metrics import average_precision, dice, iou, roc_au
 from thyrokit.annotate.model.predict import components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
 from thyrokit.annotate.model.semi_supervised import recalibrate_batch_norm
-from thyrokit.annotate.model.train import draw_batch, train_supervised
+from thyrokit.annotate.model.train import draw_batch, presence_loss, train_supervised
 from thyrokit.annotate.model.unet import UNet, masked_mean
 
 CPU = torch.device("cpu")
@@ -229,3 +229,19 @@ def test_batch_norm_statistics_recalibrate_to_the_plain_images():
         plain = model.encoders[0][0](images.float() / 255).mean(dim=(0, 2, 3))
     assert torch.allclose(first_norm.running_mean, plain, atol=1e-5)
     assert first_norm.momentum == 0.1 and not model.training
+
+
+def test_a_false_nodule_on_an_empty_image_costs_as_much_as_a_missed_one():
+    empty = torch.zeros(1, 1, 64, 64)
+    with_nodule = empty.clone()
+    with_nodule[:, :, 20:30, 20:30] = 1.0
+    confident_blob = torch.full((1, 1, 64, 64), -6.0)
+    confident_blob[:, :, 20:30, 20:30] = 6.0    # the model sees a nodule there
+    nothing = torch.full((1, 1, 64, 64), -6.0)   # the model sees none
+    false_alarm = presence_loss(confident_blob, empty).item()
+    missed = presence_loss(nothing, with_nodule).item()
+    assert false_alarm == pytest.approx(missed) and false_alarm > 5.0
+    assert presence_loss(confident_blob, with_nodule).item() < 0.01
+    # The pixel loss of the same false blob is diluted by the 4,096 pixels around it.
+    pixel = torch.nn.functional.binary_cross_entropy_with_logits(confident_blob, empty).item()
+    assert pixel < 0.2
