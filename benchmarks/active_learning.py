@@ -26,7 +26,7 @@ import torch
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, load_examples
 from thyrokit.annotate.model.inputs import read_inputs
-from thyrokit.annotate.model.metrics import dice
+from thyrokit.annotate.model.evaluate import evaluate
 from thyrokit.annotate.model.predict import Prediction, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image
 from thyrokit.annotate.model.train import train_supervised
@@ -78,15 +78,8 @@ def learning_curve(strategy: str, pool: Examples, validation: Examples, config: 
 
 
 def nodule_dice(prediction: Prediction, truth: Examples, threshold: float) -> float:
-    """Mean Dice over the images that hold a nodule, each patient counted once.
-
-    The stages' Dice also counts an image without a nodule, predicted empty, as 1: a
-    model that finds nothing then scores well wherever a split has many such images.
-    """
-    masks = truth.masks[:, 0].numpy().astype(bool)
-    holds = masks.reshape(len(masks), -1).any(axis=1)
-    scores = [dice(probability >= threshold, mask) for probability, mask in zip(prediction.probability, masks)]
-    return float(np.average(np.array(scores)[holds], weights=truth.weights().numpy()[holds]))
+    """Mean Dice over the validation images that hold a nodule (an empty image predicted empty scores 1 in "dice")."""
+    return evaluate(prediction, truth, threshold)["nodule_dice"]
 
 
 def labels_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:

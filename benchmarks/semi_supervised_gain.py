@@ -23,7 +23,7 @@ from thyrokit.annotate.model.commands import model_config
 from thyrokit.annotate.model.dataset import load_examples
 from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.semi_supervised import SemiConfig
-from thyrokit.annotate.model.stages import compare_label_fractions
+from thyrokit.annotate.model.stages import COMPARED, compare_label_fractions
 from thyrokit.device import pick_device
 from thyrokit.params import load_params
 
@@ -59,11 +59,12 @@ def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int, fi
     click.echo("| labels | metric | supervised | semi-supervised | semi wins |")
     click.echo("|---|---|---|---|---|")
     for key in runs[0]:
-        for metric in ("dice", "auc"):
+        for metric in COMPARED:
             supervised = np.array([run[key][f"{metric}_supervised"] for run in runs], float)
             semi_supervised = np.array([run[key][f"{metric}_semi_supervised"] for run in runs], float)
+            better = semi_supervised < supervised if metric == "false_nodule_rate" else semi_supervised > supervised
             click.echo(f"| {key} ({runs[0][key]['n_labelled']}) | {metric} | {spread(supervised)} | "
-                       f"{spread(semi_supervised)} | {int((semi_supervised > supervised).sum())}/{seeds} |")
+                       f"{spread(semi_supervised)} | {int(better.sum())}/{seeds} |")
 
 
 def spread(values: np.ndarray) -> str:

@@ -77,7 +77,7 @@ def test_training_lowers_the_loss_and_beats_chance_dice(trained):
     # Chance: call every pixel a nodule.
     chance = np.mean([dice(np.ones((32, 32)), m) for m in validation.masks[:, 0].numpy()])
     assert scores["dice"] > chance + 0.4, scores
-    assert set(scores) == {"dice", "iou", "box_ap50", "auc", "n_images"}
+    assert set(scores) == {"dice", "nodule_dice", "false_nodule_rate", "iou", "box_ap50", "auc", "n_images"}
 
 
 def test_training_is_deterministic_for_a_seed():
@@ -245,3 +245,24 @@ def test_a_false_nodule_on_an_empty_image_costs_as_much_as_a_missed_one():
     # The pixel loss of the same false blob is diluted by the 4,096 pixels around it.
     pixel = torch.nn.functional.binary_cross_entropy_with_logits(confident_blob, empty).item()
     assert pixel < 0.2
+
+
+class AlwaysSeesANodule(torch.nn.Module):
+    """A 'model' that outlines the same square on every image, whatever it shows."""
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.full_like(image, -20.0)
+        logits[:, :, 6:10, 6:10] = 20.0
+        return logits, torch.zeros(image.shape[0])
+
+
+def test_false_nodules_on_empty_images_are_told_apart_from_the_outlines():
+    examples = oracle_examples()
+    empty = dataclasses.replace(examples, masks=examples.masks.clone(), images=examples.images.clone())
+    empty.masks[3:] = 0    # the last three images hold no nodule
+    empty.images[3:] = 0
+    always = evaluate(predict(AlwaysSeesANodule(), empty, CPU, mc_samples=1), empty)
+    assert always["nodule_dice"] == pytest.approx(1.0, abs=0.1)   # the top-left pixel of the truth is missed
+    assert always["false_nodule_rate"] == 1.0 and always["dice"] < 0.6
+    oracle = evaluate(predict(Oracle(), empty, CPU, mc_samples=1), empty)
+    assert oracle["false_nodule_rate"] == 0.0 and oracle["dice"] == 1.0

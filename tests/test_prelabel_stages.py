@@ -18,7 +18,8 @@ from thyrokit.contract import IMAGES, NODULES, UNCERTAINTY, read_table
 from thyrokit.pixels import read_image
 
 PARAMS = """
-prelabel: {size: 32, channels: 8, depth: 2, steps: 60, batch_size: 8, threads: 1, mc_samples: 2, min_area: 4}
+prelabel: {size: 32, channels: 8, depth: 2, steps: 60, batch_size: 8, threads: 1, mc_samples: 2, min_area: 4,
+           ema_decay: 0.9}
 pseudolabel: {warmup: 20, label_fractions: [0.1, 0.3], min_confidence: 0.6}
 """
 
@@ -75,7 +76,8 @@ def test_prelabel_ranks_and_predicts_every_unlabelled_image(dataset, prelabelled
 
 def test_prelabel_metrics_plots_and_model_round_trip(prelabelled):
     metrics = json.loads((prelabelled / "metrics.json").read_text())
-    assert set(metrics["validation"]) == {"dice", "iou", "box_ap50", "auc", "n_images"}
+    assert set(metrics["validation"]) == {"dice", "nodule_dice", "false_nodule_rate", "iou", "box_ap50", "auc",
+                                          "n_images"}
     assert metrics["validation"]["n_images"] == 12 and metrics["validation"]["dice"] > 0.3
     assert (prelabelled / "plots/plots/metrics/train/loss.tsv").is_file()
     curve = json.loads((prelabelled / "plots/pr_curve.json").read_text())
@@ -100,8 +102,8 @@ def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(d
     assert nodules.get_column("confidence").min() >= 0.6
     metrics = json.loads((dataset / "pseudo/metrics.json").read_text())
     for key in ("labels_10pct", "labels_30pct"):
-        assert {"dice_supervised", "dice_semi_supervised", "auc_supervised",
-                "auc_semi_supervised", "n_labelled"} == set(metrics[key])
+        assert {f"{metric}_{model}" for metric in ("dice", "auc", "nodule_dice", "false_nodule_rate")
+                for model in ("supervised", "semi_supervised")} | {"n_labelled"} == set(metrics[key])
     assert metrics["labels_10pct"]["n_labelled"] == 2 and metrics["labels_30pct"]["n_labelled"] == 6
 
 

@@ -17,6 +17,11 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
     patient's images), so a 16-frame cine clip is one case, not sixteen. Boxes are
     the connected components of the thresholded masks; a predicted box scores the
     mean foreground probability inside it.
+
+    "dice" counts an image without a nodule, predicted empty, as 1, so a model that
+    finds little scores well on a split of many such images; "nodule_dice" (images
+    with a nodule) and "false_nodule_rate" (share of the others given one) tell the
+    two apart.
     """
     if prediction.image_ids != truth.image_ids or truth.masks is None or truth.malignant is None:
         raise ValueError("evaluation needs a prediction of exactly the labelled examples")
@@ -31,9 +36,13 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
     weights = truth.weights().numpy()
     known = ~np.isnan(truth.malignant.numpy())
     labels = truth.malignant.numpy()[known] == 1.0
+    holds = np.array([len(image_boxes) > 0 for image_boxes in boxes], dtype=bool)
+    called = np.array([len(found) > 0 for found in detections], dtype=bool)
     return {
-        "dice": _round(np.average(dices, weights=weights)) if dices else float("nan"),
-        "iou": _round(np.average(ious, weights=weights)) if ious else float("nan"),
+        "dice": _weighted_mean(dices, weights),
+        "nodule_dice": _weighted_mean(np.array(dices)[holds], weights[holds]),
+        "false_nodule_rate": _weighted_mean(called[~holds], weights[~holds]),
+        "iou": _weighted_mean(ious, weights),
         "box_ap50": _round(average_precision(detections, boxes, 0.5)),
         "auc": _round(roc_auc(prediction.malignant[known], labels, weights[known])),
         "n_images": len(truth),
@@ -44,6 +53,10 @@ def pathology_pr_curve(prediction: Prediction, truth: Examples) -> list[dict[str
     """Precision-recall points of the pathology head on examples whose pathology is known."""
     known = ~np.isnan(truth.malignant.numpy())
     return precision_recall_curve(prediction.malignant[known], truth.malignant.numpy()[known] == 1.0)
+
+
+def _weighted_mean(values, weights: np.ndarray) -> float:
+    return _round(np.average(values, weights=weights)) if len(values) else float("nan")
 
 
 def _round(value: float) -> float:

@@ -82,6 +82,9 @@ def run_prelabel(inputs: StageInputs, config: ModelConfig, device: torch.device,
     return StageResult(metrics, pathology_pr_curve(scored, validation) if len(validation) else [], problems)
 
 
+COMPARED = ("dice", "auc", "nodule_dice", "false_nodule_rate")  # validation metrics of the label-fraction report
+
+
 def fraction_key(fraction: float) -> str:
     """Metrics key of a label fraction, e.g. 0.1 -> 'labels_10pct'."""
     return f"labels_{round(fraction * 100)}pct"
@@ -108,7 +111,7 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
                   for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
         results[fraction_key(fraction)] = {
             "n_labelled": len(keep),
-            **{f"{metric}_{name}": scores[name][metric] for name in scores for metric in ("dice", "auc")},
+            **{f"{metric}_{name}": scores[name][metric] for name in scores for metric in COMPARED},
         }
     return results
 
