@@ -98,9 +98,10 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     # The dots of a caliper line are no letters: strung between two end crosses they would
     # make a "word" of the whole measurement and its box would take the nodule with it.
     # Only the dots leave: an end cross inside a line's box is still a mark to mask.
-    on_lines = _dot_sized(stats) & _inside(centroids, dots, shape)
+    dot_sized = _dot_sized(stats)
+    on_lines = dot_sized & _inside(centroids, dots, shape)
     lines = join_lines(glyph_boxes(brightness, strokes, labels, stats, ~on_lines))
-    dots += dots_between_marks(centroids[_dot_sized(stats) & ~on_lines], lines)
+    dots += dots_between_marks(centroids[dot_sized & ~on_lines], lines)
     return sorted({_pad(box, shape) for box in lines + dots}, key=lambda b: (b[1], b[0]))
 
 
