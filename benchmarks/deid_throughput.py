@@ -174,7 +174,10 @@ def main() -> None:
     test_dir = Path(get_testdata_files()[0]).parent
     sets = {"pydicom test files": (test_dir, [Path(p) for p in get_testdata_files() if Path(p).is_file()])}
     if args.phantom:
-        sets["phantom"] = (args.phantom, sorted(args.phantom.rglob("*.dcm")))
+        phantom_files = sorted(args.phantom.rglob("*.dcm"))
+        if not phantom_files:
+            parser.error(f"--phantom {args.phantom}: no .dcm files under it (give thyrokit demo-data DIR/scans)")
+        sets["phantom"] = (args.phantom, phantom_files)
     tools = {"pydicom read+write (floor)": floor, "dicognito 0.19 header": dicognito,
              "thyrokit header": header, "thyrokit full (ingest_file)": full}
     print("One process, one core, median ms per file (files/s from the total in brackets):\n")
