@@ -94,11 +94,11 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     if count <= 1:
         return []
     shape = image.shape[:2]
-    dots = dotted_line_boxes(stats, centroids, shape)
+    dot_sized = _dot_sized(stats)
+    dots = dotted_line_boxes(centroids, dot_sized, shape)
     # The dots of a caliper line are no letters: strung between two end crosses they would
     # make a "word" of the whole measurement and its box would take the nodule with it.
     # Only the dots leave: an end cross inside a line's box is still a mark to mask.
-    dot_sized = _dot_sized(stats)
     on_lines = dot_sized & _inside(centroids, dots, shape)
     lines = join_lines(glyph_boxes(brightness, strokes, labels, stats, ~on_lines))
     dots += dots_between_marks(centroids[dot_sized & ~on_lines], lines)
@@ -212,7 +212,7 @@ def _union(rows: np.ndarray) -> Box:
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int, ...]) -> list[Box]:
+def dotted_line_boxes(centroids: np.ndarray, dot_sized: np.ndarray, shape: tuple[int, ...]) -> list[Box]:
     """Return boxes over dotted lines: runs of MIN_DOTS or more tiny marks on one straight line.
 
     Speckle also has isolated bright pixels, but rarely four or more evenly strung on a
@@ -220,10 +220,9 @@ def dotted_line_boxes(stats: np.ndarray, centroids: np.ndarray, shape: tuple[int
     two lines of a caliper pair cross and their union is no line. A run along a row or
     column gets one box; a slanted run gets a box per dot, so the tissue beside it is kept.
     """
-    small = _dot_sized(stats)
-    if small.sum() < MIN_DOTS:
+    if dot_sized.sum() < MIN_DOTS:
         return []
-    points = np.rint(centroids[small]).astype(np.int32)
+    points = np.rint(centroids[dot_sized]).astype(np.int32)
     dots = np.zeros(shape, dtype=np.uint8)
     dots[points[:, 1], points[:, 0]] = 1
     reach = DOT_SPACING + 1
