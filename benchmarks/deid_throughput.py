@@ -17,7 +17,9 @@ out for every tool), plus the DICOM files under ``--phantom``.
 
 Per-file figures are for one core. Ingest itself maps ``ingest_file`` over a process pool
 of every core; for the phantom set that pool's figure is printed too, on its own line and
-labelled as such: it is not a one-core figure.
+labelled as such: it is not a one-core figure. A second phantom table splits full ingest's
+median time into its steps (parse, decode, header, scan area, crop and text, PNG, phash),
+which shows how much of it any one part could win back.
 
     python benchmarks/deid_throughput.py [--phantom /tmp/ph/scans] [--repeat 3] [--params params.yaml]
 """
@@ -40,8 +42,11 @@ from pydicom.data import get_testdata_files
 
 from thyrokit.curate.deid import QuarantineError, deidentify_dataset, redact_burned_in_text
 from thyrokit.curate.deid.synthetic import redaction_scores, synthetic_frame
-from thyrokit.curate.ingest import IngestConfig, ingest_file
+from thyrokit.curate.ingest import IngestConfig, crop_and_redact, deidentify_header, ingest_file, keep_mask, phash
+from thyrokit.curate.readers import SUPPORTED_SOP_CLASSES, RawScan, decode_frames, dicom_facts, parse_dicom
+from thyrokit.curate.scan_area import bounding_box
 from thyrokit.parallel import default_workers, map_batches
+from thyrokit.pixels import encode_png
 from thyrokit.params import load_params
 
 SECRET = b"benchmark-secret-0123456789abcdef"
@@ -151,6 +156,45 @@ def pool_seconds(items: list[Item], repeat: int, workers: int) -> tuple[float, f
     return ended - started, ended - (first or started), len(paths) - batch
 
 
+def stage_seconds(item: Item) -> dict[str, float]:
+    """Return the seconds of each step of ingest's work on one DICOM file, run one after another.
+
+    The steps are the ones :func:`ingest_file` chains (without its bookkeeping), so the
+    table shows which part of a file's time a faster redaction could win back at all.
+    """
+    seconds: dict[str, float] = {}
+
+    def step(name: str, fn: Callable[[], object]) -> object:
+        t0 = time.perf_counter()
+        value = fn()
+        seconds[name] = time.perf_counter() - t0
+        return value
+
+    ds = step("parse", lambda: parse_dicom(item.data))
+    frames, rescale = step("decode", lambda: decode_frames(ds))
+    facts = step("facts", lambda: dicom_facts(ds, rescale, SUPPORTED_SOP_CLASSES[str(ds.SOPClassUID)]))
+    scan = RawScan(frames=frames, facts=facts, dataset=ds)
+    step("header", lambda: deidentify_header(scan, item.config))
+    mask, _ = step("scan area", lambda: keep_mask(scan, item.config))
+    box = bounding_box(mask)
+    redacted, _ = step("crop + text", lambda: crop_and_redact(scan, mask, box, item.config))
+    step("png", lambda: [encode_png(np.ascontiguousarray(frame)) for frame in redacted])
+    step("phash", lambda: [phash(frame) for frame in redacted])
+    return seconds
+
+
+def print_stage_table(items: list[Item], dicognito_ms: float) -> None:
+    """Print the median milliseconds of each ingest step over `items`, beside dicognito's whole run."""
+    runs = [stage_seconds(item) for item in items]
+    medians = {name: 1000 * statistics.median(run[name] for run in runs) for name in runs[0]}
+    print(f"\nwhere thyrokit full's time goes on the phantom (median ms per file, one core; "
+          f"dicognito's whole header run: {dicognito_ms:.2f} ms):\n")
+    print(f"| {' | '.join(medians)} | decode + png alone |")
+    print(f"|{'---|' * (len(medians) + 1)}")
+    print(f"| {' | '.join(f'{value:.2f}' for value in medians.values())} | "
+          f"{medians['decode'] + medians['png']:.2f} |")
+
+
 def text_redaction_scores(frames: int) -> tuple[float, float, float]:
     """Return (share of text boxes removed, least and mean share of other scan pixels untouched)."""
     removed, untouched = [], []
@@ -184,6 +228,7 @@ def main() -> None:
     print(f"| file set | files | {' | '.join(tools)} | header / floor | full / dicognito |")
     print(f"|---|---|{'---|' * len(tools)}---|---|")
     phantom_items: list[Item] = []
+    phantom_dicognito_ms = 0.0
     for name, (raw_dir, paths) in sets.items():
         items = usable_items(paths, raw_dir, ingest_config(raw_dir, args.params))
         if name == "phantom":
@@ -194,8 +239,11 @@ def main() -> None:
         ratios = (medians["thyrokit header"] / medians["pydicom read+write (floor)"],
                   medians["thyrokit full (ingest_file)"] / medians["dicognito 0.19 header"])
         print(f"| {name} | {len(items)} | {' | '.join(cells)} | {ratios[0]:.2f}x | {ratios[1]:.2f}x |")
+        if name == "phantom":
+            phantom_dicognito_ms = medians["dicognito 0.19 header"]
     print("\ntargets: header / floor <= 2x; full / dicognito <= 1x (both one core)")
     if phantom_items:
+        print_stage_table(phantom_items, phantom_dicognito_ms)
         workers = default_workers()
         wall, steady, files = pool_seconds(phantom_items, args.repeat, workers)
         total = len(phantom_items) * args.repeat

@@ -15,7 +15,7 @@ from thyrokit.annotate.model.evaluate import evaluate
 from thyrokit.annotate.model.metrics import average_precision, dice, iou, roc_auc
 from thyrokit.annotate.model.predict import components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
-from thyrokit.annotate.model.semi_supervised import recalibrate_batch_norm
+from thyrokit.annotate.model.semi_supervised import SemiConfig, frozen_batch_norm_statistics, train_semi_supervised
 from thyrokit.annotate.model.train import draw_batch, presence_loss, train_supervised
 from thyrokit.annotate.model.unet import UNet, masked_mean
 
@@ -218,17 +218,30 @@ def test_each_patients_most_uncertain_image_ranks_before_any_second_one():
     assert rank_by_uncertainty(image_ids, uncertainty, groups) == [0, 3, 4, 2, 1]
 
 
-def test_batch_norm_statistics_recalibrate_to_the_plain_images():
+def test_the_unlabelled_pass_leaves_the_batch_norm_statistics_as_the_labelled_batches_made_them():
     torch.manual_seed(0)
-    model = UNet(channels=4, depth=2)
-    images = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8)
+    model = UNet(channels=4, depth=2).train()
     first_norm = model.encoders[0][1]
-    first_norm.running_mean.fill_(5.0)    # as if learnt on strongly augmented views
-    recalibrate_batch_norm(model, [images[:4], images[4:]], batch_size=4, device=CPU)
-    with torch.no_grad():
-        plain = model.encoders[0][0](images.float() / 255).mean(dim=(0, 2, 3))
-    assert torch.allclose(first_norm.running_mean, plain, atol=1e-5)
-    assert first_norm.momentum == 0.1 and not model.training
+    strong_views = torch.rand(4, 1, 16, 16) * 5.0
+    before = first_norm.running_mean.clone()
+    with frozen_batch_norm_statistics(model):
+        model(strong_views)
+    assert torch.equal(first_norm.running_mean, before) and first_norm.momentum == 0.1
+    model(strong_views)  # outside the block the statistics move again
+    assert not torch.equal(first_norm.running_mean, before)
+
+
+def test_semi_supervised_training_fine_tunes_a_copy_of_the_supervised_model(trained):
+    labelled, unlabelled = blob_examples(8, seed=2), blob_examples(16, seed=3).unlabelled()
+    start = {key: value.clone() for key, value in trained.state_dict().items()}
+    unchanged = train_semi_supervised(dataclasses.replace(TINY, steps=0), SemiConfig(), trained, labelled,
+                                      unlabelled, CPU)
+    assert all(torch.equal(value, start[key]) for key, value in unchanged.state_dict().items())
+    tuned = train_semi_supervised(dataclasses.replace(TINY, steps=5), SemiConfig(ramp=2), trained, labelled,
+                                  unlabelled, CPU)
+    assert any(not torch.equal(value, start[key]) for key, value in tuned.state_dict().items())
+    assert all(torch.equal(value, start[key]) for key, value in trained.state_dict().items())
+    assert not tuned.training and not any(p.requires_grad for p in tuned.parameters())
 
 
 def test_a_false_nodule_on_an_empty_image_costs_as_much_as_a_missed_one():

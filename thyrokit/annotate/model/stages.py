@@ -90,22 +90,31 @@ def fraction_key(fraction: float) -> str:
     return f"labels_{round(fraction * 100)}pct"
 
 
+def fraction_subsets(labelled: list[int], fractions: list[float], seed: int) -> dict[float, list[int]]:
+    """Return, per label fraction, the sorted indices of the labelled images it keeps (at least one).
+
+    The images are drawn in one seeded order, so each smaller set is nested in the larger.
+    """
+    order = [labelled[i] for i in np.random.default_rng(seed).permutation(len(labelled))]
+    return {fraction: sorted(order[:max(1, round(fraction * len(order)))]) for fraction in sorted(fractions)}
+
+
 def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Examples, labelled: list[int],
                             validation: Examples, fractions: list[float],
                             device: torch.device) -> dict[str, dict[str, float]]:
     """Validation Dice and AUC of supervised-only vs semi-supervised training at each label fraction.
 
-    A fraction keeps that share of the human-labelled train images (at least one, the
-    smaller sets nested in the larger); every other train image is unlabelled.
+    A fraction keeps that share of the human-labelled train images (see
+    :func:`fraction_subsets`); every other train image is unlabelled. The
+    semi-supervised model is the supervised one fine-tuned with the unlabelled images.
     """
-    order = [labelled[i] for i in np.random.default_rng(config.seed).permutation(len(labelled))]
     results = {}
-    for fraction in sorted(fractions):
-        keep = sorted(order[:max(1, round(fraction * len(order)))])
+    for fraction, keep in fraction_subsets(labelled, fractions, config.seed).items():
         rest = sorted(set(range(len(train))) - set(keep))
         subset = train.subset(keep)
         supervised = train_supervised(config, subset, device)
-        semi_supervised = train_semi_supervised(config, semi, subset, train.subset(rest).unlabelled(), device)
+        semi_supervised = train_semi_supervised(config, semi, supervised, subset, train.subset(rest).unlabelled(),
+                                                device)
         scores = {name: evaluate(predict(model, validation, device, mc_samples=1, seed=config.seed),
                                  validation, config.threshold)
                   for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
@@ -133,10 +142,11 @@ def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, 
     comparison = compare_label_fractions(config, semi, train, labelled, validation, fractions, device) \
         if len(validation) and labelled else {}
 
-    model = train_semi_supervised(config, semi, train.subset(labelled), train.subset(others).unlabelled(),
+    human = train.subset(labelled)
+    unlabelled = train.subset(others).unlabelled()
+    model = train_semi_supervised(config, semi, train_supervised(config, human, device), human, unlabelled,
                                   device, log)
     version = save_model(model, config, model_dir, "pseudolabel")
-    unlabelled = train.subset(others).unlabelled()
     prediction = predict(model, unlabelled, device, mc_samples=1, seed=config.seed)
     nodules = write_nodules([prediction], train_images, out_dir, label_source="pseudo",
                             annotator=f"model:{version}", threshold=config.threshold,
