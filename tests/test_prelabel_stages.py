@@ -34,12 +34,16 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
-def run(root: Path, command: str, out: str) -> None:
-    result = CliRunner().invoke(main, [
+def invoke(root: Path, command: str, out: str, *extra: str, params: str = "params.yaml"):
+    return CliRunner().invoke(main, [
         "annotate", command, str(root / "split/images.parquet"), str(root / "labels"), str(root / out),
-        "--params", str(root / "params.yaml"), "--model-dir", str(root / out / "model"),
-        "--metrics", str(root / out / "metrics.json"), "--plots", str(root / out / "plots"),
+        "--params", str(root / params), "--model-dir", str(root / out / "model"),
+        "--metrics", str(root / out / "metrics.json"), "--plots", str(root / out / "plots"), *extra,
     ], catch_exceptions=False)
+
+
+def run(root: Path, command: str, out: str, *extra: str) -> None:
+    result = invoke(root, command, out, *extra)
     assert result.exit_code == 0, result.output
 
 
@@ -93,8 +97,8 @@ def test_prelabel_is_byte_identical_on_a_rerun(dataset, prelabelled):
         assert (prelabelled / name).read_bytes() == (dataset / "pre_again" / name).read_bytes(), name
 
 
-def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(dataset):
-    run(dataset, "pseudolabel", "pseudo")
+def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(dataset, prelabelled):
+    run(dataset, "pseudolabel", "pseudo", "--start-model", str(prelabelled / "model"))
     nodules = read_table(dataset / "pseudo/nodules.parquet", NODULES)
     assert nodules.height > 0
     assert set(nodules.get_column("image_id")) <= unlabelled_ids(dataset, "train")
@@ -105,6 +109,15 @@ def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(d
         assert {f"{metric}_{model}" for metric in ("dice", "auc", "nodule_dice", "false_nodule_rate")
                 for model in ("supervised", "semi_supervised")} | {"n_labelled"} == set(metrics[key])
     assert metrics["labels_10pct"]["n_labelled"] == 2 and metrics["labels_30pct"]["n_labelled"] == 6
+
+
+def test_pseudolabel_refuses_a_prelabel_model_trained_with_other_settings(dataset, prelabelled):
+    (dataset / "other.yaml").write_text(PARAMS.replace("steps: 60", "steps: 61"))
+    result = invoke(dataset, "pseudolabel", "pseudo_other", "--start-model", str(prelabelled / "model"),
+                    params="other.yaml")
+    assert result.exit_code == 2
+    assert "other prelabel settings (steps)" in result.output and "run the prelabel stage" in result.output
+    assert not (dataset / "pseudo_other").exists()
 
 
 def test_an_image_without_pixels_is_skipped_with_a_line_naming_it(tmp_path):

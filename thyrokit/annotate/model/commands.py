@@ -110,14 +110,19 @@ def prelabel_command(images_table: Path, labels_dir: Path, out_dir: Path, params
               default=Path("data/metrics/pseudolabel.json"), show_default=True)
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("data/plots/pseudolabel"), show_default=True)
+@click.option("--start-model", "start_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("data/models/prelabel"), show_default=True,
+              help="the prelabel stage's model, which self-training fine-tunes")
 def pseudolabel_command(images_table: Path, labels_dir: Path, out_dir: Path, params_path: Path,
-                        device: str | None, model_dir: Path, metrics_path: Path, plots_dir: Path) -> None:
-    """Self-train on train images; write confident pseudolabels of unlabelled train images to OUT_DIR.
+                        device: str | None, model_dir: Path, metrics_path: Path, plots_dir: Path,
+                        start_dir: Path) -> None:
+    """Fine-tune the pre-label model on train images; write confident pseudolabels of unlabelled ones to OUT_DIR.
 
     Also measures supervised-only vs semi-supervised training on the validation split
     at each label fraction of params (metrics keys labels_<N>pct).
     """
     from thyrokit.annotate.model.inputs import read_inputs
+    from thyrokit.annotate.model.outputs import load_model
     from thyrokit.annotate.model.semi_supervised import SemiConfig
     from thyrokit.annotate.model.stages import run_pseudolabel
     from thyrokit.device import pick_device
@@ -125,10 +130,17 @@ def pseudolabel_command(images_table: Path, labels_dir: Path, out_dir: Path, par
     params = dict(load_params("pseudolabel", params_path))
     fractions = [float(value) for value in params.pop("label_fractions", [0.1, 0.3])]
     min_confidence = float(params.pop("min_confidence", 0.8))
+    config = model_config(params_path)
+    chosen = pick_device(device)
+    start, start_config, _ = load_model(start_dir, chosen)
+    differing = sorted(key for key, value in config.to_dict().items() if start_config.to_dict().get(key) != value)
+    if differing:
+        raise click.UsageError(f"{start_dir} was trained with other prelabel settings ({', '.join(differing)}) "
+                               f"than {params_path}; run the prelabel stage with these params first")
     inputs = read_inputs(images_table, labels_dir)
     with loss_curve(plots_dir) as log:
-        result = run_pseudolabel(inputs, model_config(params_path), SemiConfig.from_dict(params), fractions,
-                                 min_confidence, pick_device(device), model_dir, out_dir, log)
+        result = run_pseudolabel(inputs, config, SemiConfig.from_dict(params), start, fractions,
+                                 min_confidence, chosen, model_dir, out_dir, log)
     report(result, metrics_path, plots_dir)
     click.echo(f"{result.metrics['n_pseudo_nodules']} pseudolabelled nodules on "
                f"{result.metrics['n_pseudo_images']} unlabelled train images")

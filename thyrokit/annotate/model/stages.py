@@ -125,12 +125,13 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
     return results
 
 
-def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, fractions: list[float],
-                    min_confidence: float, device: torch.device, model_dir: Path, out_dir: Path,
-                    log: StepLog | None = None) -> StageResult:
-    """Self-train on all train images; pseudolabel the unlabelled train images; compare label fractions.
+def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, start: UNet,
+                    fractions: list[float], min_confidence: float, device: torch.device, model_dir: Path,
+                    out_dir: Path, log: StepLog | None = None) -> StageResult:
+    """Fine-tune `start` on all train images; pseudolabel the unlabelled train images; compare label fractions.
 
-    Only train images feed the models; validation images only score them.
+    `start` is the supervised model of the human-labelled train images: the prelabel
+    stage's. Only train images feed the models; validation images only score them.
     """
     train_images = inputs.images.filter(pl.col("split") == "train")
     train, problems = load_examples(train_images, inputs.images_dir, config.size, inputs.nodules, inputs.labels_dir)
@@ -144,8 +145,7 @@ def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, 
 
     human = train.subset(labelled)
     unlabelled = train.subset(others).unlabelled()
-    model = train_semi_supervised(config, semi, train_supervised(config, human, device), human, unlabelled,
-                                  device, log)
+    model = train_semi_supervised(config, semi, start, human, unlabelled, device, log)
     version = save_model(model, config, model_dir, "pseudolabel")
     prediction = predict(model, unlabelled, device, mc_samples=1, seed=config.seed)
     nodules = write_nodules([prediction], train_images, out_dir, label_source="pseudo",
