@@ -133,7 +133,8 @@ def pseudolabel_command(images_table: Path, labels_dir: Path, out_dir: Path, par
     config = model_config(params_path)
     chosen = pick_device(device)
     start, start_config, _ = load_model(start_dir, chosen)
-    differing = sorted(key for key, value in config.to_dict().items() if start_config.to_dict().get(key) != value)
+    trained_with = start_config.to_dict()
+    differing = sorted(key for key, value in config.to_dict().items() if trained_with.get(key) != value)
     if differing:
         raise click.UsageError(f"{start_dir} was trained with other prelabel settings ({', '.join(differing)}) "
                                f"than {params_path}; run the prelabel stage with these params first")

@@ -103,7 +103,7 @@ def frozen_batch_norm_statistics(*models: UNet) -> Iterator[None]:
 def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, labelled: Examples,
                           unlabelled: Examples, device: torch.device,
                           log: StepLog | None = None) -> UNet:
-    """Fine-tune the supervised model `start` on `labelled` and `unlabelled` for `config.steps` steps; return the teacher.
+    """Fine-tune the supervised model `start` on both image sets for `config.steps` steps; return the teacher.
 
     Starting from the supervised model rather than from random weights, the teacher
     gives its first targets with everything the labels teach: started from scratch
