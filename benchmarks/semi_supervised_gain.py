@@ -28,9 +28,8 @@ from thyrokit.annotate.model.commands import model_config
 from thyrokit.annotate.model.dataset import load_examples
 from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.semi_supervised import SemiConfig
-from thyrokit.annotate.model.evaluate import evaluate
-from thyrokit.annotate.model.predict import predict
-from thyrokit.annotate.model.stages import COMPARED, compare_label_fractions, fraction_key, fraction_subsets
+from thyrokit.annotate.model.stages import (COMPARED, compare_label_fractions, fraction_key, fraction_subsets,
+                                            validation_scores)
 from thyrokit.annotate.model.train import train_supervised
 from thyrokit.device import pick_device
 from thyrokit.params import load_params
@@ -63,9 +62,8 @@ def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int, fi
         run = compare_label_fractions(seeded, semi, train, labelled, validation, fractions, device)
         longer = dataclasses.replace(seeded, steps=2 * config.steps)
         for fraction, keep in fraction_subsets(labelled, fractions, seed).items():
-            model = train_supervised(longer, train.subset(keep), device)
-            scores = evaluate(predict(model, validation, device, mc_samples=1, seed=seed), validation,
-                              config.threshold)
+            scores = validation_scores(train_supervised(longer, train.subset(keep), device), validation, longer,
+                                       device)
             run[fraction_key(fraction)].update({f"{metric}_same_steps": scores[metric] for metric in COMPARED})
         runs.append(run)
         click.echo(f"seed {seed}: {run}")

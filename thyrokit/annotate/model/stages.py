@@ -99,6 +99,12 @@ def fraction_subsets(labelled: list[int], fractions: list[float], seed: int) -> 
     return {fraction: sorted(order[:max(1, round(fraction * len(order)))]) for fraction in sorted(fractions)}
 
 
+def validation_scores(model: UNet, validation: Examples, config: ModelConfig,
+                      device: torch.device) -> dict[str, float]:
+    """Return the metrics of `model` on `validation` as the label-fraction report scores them (one plain pass)."""
+    return evaluate(predict(model, validation, device, mc_samples=1, seed=config.seed), validation, config.threshold)
+
+
 def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Examples, labelled: list[int],
                             validation: Examples, fractions: list[float],
                             device: torch.device) -> dict[str, dict[str, float]]:
@@ -115,8 +121,7 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
         supervised = train_supervised(config, subset, device)
         semi_supervised = train_semi_supervised(config, semi, supervised, subset, train.subset(rest).unlabelled(),
                                                 device)
-        scores = {name: evaluate(predict(model, validation, device, mc_samples=1, seed=config.seed),
-                                 validation, config.threshold)
+        scores = {name: validation_scores(model, validation, config, device)
                   for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
         results[fraction_key(fraction)] = {
             "n_labelled": len(keep),
