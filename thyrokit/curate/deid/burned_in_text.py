@@ -13,7 +13,10 @@ drawn by the device in thin strokes of saturated or near-white colour, so:
 4. words on one line a space apart join into one box, so the gaps between the words
    of a name go too; the box is grown to the line's full height (room above the
    capitals, descenders below the baseline), which the ink of capitals alone misses;
-5. caliper lines are dotted: single-pixel dots a few pixels apart, too small to be
+5. text drawn over a bright tissue line (a capsule, a fascia) joins it into one
+   component far too large for a glyph; the long straight runs of such a component
+   are taken out first, which frees the letters and crosses drawn over it;
+6. caliper lines are dotted: single-pixel dots a few pixels apart, too small to be
    glyphs, found as runs of four or more small marks lying on one straight line (three
    along a row or column), or as the dots strung between two end crosses in line.
 
@@ -24,6 +27,7 @@ Each box, padded by a pixel for anti-aliasing, is set to zero. When
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -53,6 +57,8 @@ MIN_AXIS_DOTS = 3        # ... and in a run along one row or column, which speck
 DOT_SCATTER = 1.0        # pixels, largest spread of a run's dots across its line
 MARK_SIDE = 12           # pixels, largest side of a caliper end cross (a "+" or "x")
 TESSERACT_SCALE = 2      # tesseract reads the strokes enlarged this many times
+LINE_LENGTH = 21         # pixels, a straight run this long is tissue: longer than a glyph's stroke
+LINE_ANGLES = 12         # directions a straight run is looked for in, 15 degrees apart
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -86,6 +92,46 @@ def stroke_mask(brightness: np.ndarray, keep_mask: np.ndarray) -> np.ndarray:
     return (lifted >= MIN_CONTRAST) & (brightness >= MIN_BRIGHTNESS) & keep_mask.astype(bool)
 
 
+def line_kernel(length: int, degrees: float) -> np.ndarray:
+    """Return a (length, length) uint8 structuring element: a one-pixel line through the centre at `degrees`."""
+    kernel = np.zeros((length, length), dtype=np.uint8)
+    half = (length - 1) / 2
+    dx, dy = half * np.cos(np.radians(degrees)), half * np.sin(np.radians(degrees))
+    cv2.line(kernel, (round(half - dx), round(half - dy)), (round(half + dx), round(half + dy)), 1, 1)
+    return kernel
+
+
+LINE_KERNELS = tuple(line_kernel(LINE_LENGTH, angle * 180 / LINE_ANGLES) for angle in range(LINE_ANGLES))
+
+
+def long_line_pixels(mask: np.ndarray) -> np.ndarray:
+    """Return the uint8 (H, W) pixels of a uint8 mask that lie on a straight run of LINE_LENGTH in some direction."""
+    lines = np.zeros_like(mask)
+    for kernel in LINE_KERNELS:
+        lines |= cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    return lines
+
+
+def detach_from_lines(strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Return the uint8 stroke mask without the long straight runs of components too large to be glyphs."""
+    large = (stats[:, cv2.CC_STAT_HEIGHT] > GLYPH_HEIGHT[1]) | (stats[:, cv2.CC_STAT_WIDTH] > 2 * GLYPH_HEIGHT[1])
+    large[0] = False
+    if not large.any():
+        return strokes
+    x0, y0, x1, y1 = _union(stats[large])
+    window = (slice(y0, y1), slice(x0, x1))  # the opening only where the large components are
+    members = np.take(large, labels[window]).astype(np.uint8)
+    lines = long_line_pixels(members)
+    # Where a curved line's slope falls between two directions the opening leaves single
+    # pixels strung along it, which would pass for the dots of a caliper line: they go too.
+    _, crumb_labels, crumb_stats, _ = cv2.connectedComponentsWithStats(members & (1 - lines), connectivity=8)
+    crumbs = crumb_stats[:, cv2.CC_STAT_AREA] <= DOT_AREA
+    crumbs[0] = False
+    detached = strokes.copy()
+    detached[window][(lines > 0) | np.take(crumbs, crumb_labels)] = 0
+    return detached
+
+
 def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     """Return the boxes (x0, y0, x1, y1), end exclusive, of text and marks inside `keep_mask`."""
     brightness = stroke_brightness(image)
@@ -93,6 +139,11 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(strokes, connectivity=8)
     if count <= 1:
         return []
+    detached = detach_from_lines(strokes, labels, stats)
+    split_by_lines = detached is not strokes
+    if split_by_lines:
+        strokes = detached
+        count, labels, stats, centroids = cv2.connectedComponentsWithStats(strokes, connectivity=8)
     shape = image.shape[:2]
     dot_sized = _dot_sized(stats)
     dots = dotted_line_boxes(centroids, dot_sized, shape)
@@ -100,7 +151,8 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     # make a "word" of the whole measurement and its box would take the nodule with it.
     # Only the dots leave: an end cross inside a line's box is still a mark to mask.
     on_lines = dot_sized & _inside(centroids, dots, shape)
-    lines = join_lines(glyph_boxes(brightness, strokes, labels, stats, ~on_lines))
+    words = glyph_boxes(brightness, strokes, labels, stats, ~on_lines)
+    lines = join_lines(join_split_words(words) if split_by_lines else words)
     dots += dots_between_marks(centroids[dot_sized & ~on_lines], lines)
     return sorted({_pad(box, shape) for box in lines + dots}, key=lambda b: (b[1], b[0]))
 
@@ -310,23 +362,41 @@ def _full_height(box: Box, letters: np.ndarray, shape: tuple[int, ...]) -> Box:
 
 def join_lines(boxes: list[Box]) -> list[Box]:
     """Return `boxes` with words of one text line (same rows, a space apart) joined into one box."""
+    return _join_while(boxes, _same_line)
+
+
+def join_split_words(boxes: list[Box]) -> list[Box]:
+    """Return `boxes` with the halves of words a removed tissue line cut apart (stacked, touching) joined."""
+    return _join_while(boxes, _stacked)
+
+
+def _same_line(a: Box, b: Box) -> bool:
+    """Return whether two word boxes are words of one line: a shared height, rows in common, a space apart."""
+    low, high = sorted((a[3] - a[1], b[3] - b[1]))
+    overlap = min(a[3], b[3]) - max(a[1], b[1])
+    gap = max(b[0] - a[2], a[0] - b[2])
+    # Words of one line share a height; a caliper cross beside a word does not.
+    return high <= 1.5 * low and overlap >= 0.7 * low and gap <= WORD_GAP * low
+
+
+def _stacked(a: Box, b: Box) -> bool:
+    """Return whether two boxes touch or overlap, one above the other, sharing half the narrower one's columns."""
+    shared = min(a[2], b[2]) - max(a[0], b[0])
+    touching = min(a[3], b[3]) - max(a[1], b[1]) >= 0
+    return touching and shared >= 0.5 * min(a[2] - a[0], b[2] - b[0])
+
+
+def _join_while(boxes: list[Box], should_join: Callable[[Box, Box], bool]) -> list[Box]:
+    """Return `boxes` with any two that `should_join` replaced by their union, until no two do."""
     boxes = sorted(boxes)
     joined = True
     while joined:
         joined = False
-        for i, (ax0, ay0, ax1, ay1) in enumerate(boxes):
-            for j in range(i + 1, len(boxes)):
-                bx0, by0, bx1, by1 = boxes[j]
-                low, high = sorted((ay1 - ay0, by1 - by0))
-                overlap = min(ay1, by1) - max(ay0, by0)
-                gap = max(bx0 - ax1, ax0 - bx1)
-                # Words of one line share a height; a caliper cross beside a word does not.
-                if high <= 1.5 * low and overlap >= 0.7 * low and gap <= WORD_GAP * low:
-                    boxes[i] = (min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1))
-                    del boxes[j]
-                    joined = True
-                    break
-            if joined:
+        for i, j in ((i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))):
+            if should_join(boxes[i], boxes[j]):
+                (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes[i], boxes.pop(j)
+                boxes[i] = (min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1))
+                joined = True
                 break
     return boxes
 
