@@ -20,11 +20,12 @@ import polars as pl
 from thyrokit.atomic import atomic_path
 
 SHARD_SCHEMA = {"key": pl.String(), "png": pl.Binary()}
-# zlib level 1 with run-length matching and every row Paeth-filtered: on phantom scans 3.7 ms
-# a 450x450 frame against 8.3 at level 3 with libpng's per-row filter search, 3% larger;
-# masks come out smaller. Still lossless, and the same pixels always give the same bytes.
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-              cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
+# zlib level 1, every row Sub-filtered (the difference to its left neighbour): on the demo
+# phantom's 450x450 scan areas 2.4 ms a frame, against 2.9 ms for Paeth with run-length
+# matching (1% larger) and 5.8 ms for libpng's default (level 3 with a filter search per
+# row, 4% smaller); binary masks come out ~2 kB. Still lossless, and the same pixels always give the same bytes.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_DEFAULT,
+              cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
 
 
