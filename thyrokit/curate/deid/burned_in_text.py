@@ -58,7 +58,8 @@ DOT_SCATTER = 1.0        # pixels, largest spread of a run's dots across its lin
 MARK_SIDE = 12           # pixels, largest side of a caliper end cross (a "+" or "x")
 TESSERACT_SCALE = 2      # tesseract reads the strokes enlarged this many times
 LINE_LENGTH = 21         # pixels, a straight run this long is tissue: longer than a glyph's stroke
-LINE_ANGLES = 12         # directions a straight run is looked for in, 15 degrees apart
+LINE_ANGLES = 16         # directions a straight run is looked for in: a 2-pixel line within 5.6 degrees of one
+CRUMB_REACH = 2.0        # pixels, farthest a leftover of a removed line lies from the line's other pixels
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -108,7 +109,8 @@ def long_line_pixels(mask: np.ndarray) -> np.ndarray:
     """Return the uint8 (H, W) pixels of a uint8 mask that lie on a straight run of LINE_LENGTH in some direction."""
     lines = np.zeros_like(mask)
     for kernel in LINE_KERNELS:
-        lines |= cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+        # Outside the mask is empty: OpenCV's default border would let a run leave through the edge.
+        lines |= cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return lines
 
 
@@ -124,8 +126,10 @@ def detach_from_lines(strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray
     lines = long_line_pixels(members)
     # Where a curved line's slope falls between two directions the opening leaves single
     # pixels strung along it, which would pass for the dots of a caliper line: they go too.
-    _, crumb_labels, crumb_stats, _ = cv2.connectedComponentsWithStats(members & (1 - lines), connectivity=8)
-    crumbs = crumb_stats[:, cv2.CC_STAT_AREA] <= DOT_AREA
+    # The arms of a cross drawn over the line reach further out, and stay.
+    count, crumb_labels, crumb_stats, _ = cv2.connectedComponentsWithStats(members & (1 - lines), connectivity=8)
+    off_line = cv2.distanceTransform((lines == 0).astype(np.uint8), cv2.DIST_L2, 3) > CRUMB_REACH
+    crumbs = (crumb_stats[:, cv2.CC_STAT_AREA] <= DOT_AREA) & (np.bincount(crumb_labels[off_line], minlength=count) == 0)
     crumbs[0] = False
     detached = strokes.copy()
     detached[window][(lines > 0) | np.take(crumbs, crumb_labels)] = 0
