@@ -6,9 +6,9 @@ to the next, so this script repeats the stage's own comparison
 (``compare_label_fractions``) with other seeds and prints each metric's mean and
 spread, and how often semi-supervised training won.
 
-The semi-supervised model is the supervised one fine-tuned for as many steps again, so
-it has seen twice the optimiser steps. The "supervised, same steps" column trains the
-supervised model alone for that total on the same labels: a gain over it is the
+The semi-supervised model is the supervised one fine-tuned ``pseudolabel.steps`` more
+steps, so it has seen more optimiser steps. The "supervised, same steps" column trains
+the supervised model alone for that total on the same labels: a gain over it is the
 unlabelled images' doing, not the extra steps'.
 
     python benchmarks/semi_supervised_gain.py data/interim/split/images.parquet data/interim/labels --seeds 3
@@ -60,7 +60,7 @@ def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int, fi
     for seed in range(first_seed, first_seed + seeds):
         seeded = dataclasses.replace(config, seed=seed)
         run = compare_label_fractions(seeded, semi, train, labelled, validation, fractions, device)
-        longer = dataclasses.replace(seeded, steps=2 * config.steps)
+        longer = dataclasses.replace(seeded, steps=config.steps + semi.steps)
         for fraction, keep in fraction_subsets(labelled, fractions, seed).items():
             scores = validation_scores(train_supervised(longer, train.subset(keep), device), validation, longer,
                                        device)

@@ -64,7 +64,7 @@ def small_params(patients: int = 24, seed: int = 3) -> dict[str, Any]:
     # Models train for a token number of steps: these tests check the pipeline's wiring,
     # the models' own tests check that they learn.
     params["prelabel"].update(steps=60, mc_samples=2)
-    params["pseudolabel"].update(ramp=20)
+    params["pseudolabel"].update(steps=60, ramp=20)
     synth = params["synth"]
     synth["encoder"].update(steps=60)
     synth["gan"].update(steps=60, checkpoint_every=30)

@@ -234,10 +234,10 @@ def test_the_unlabelled_pass_leaves_the_batch_norm_statistics_as_the_labelled_ba
 def test_semi_supervised_training_fine_tunes_a_copy_of_the_supervised_model(trained):
     labelled, unlabelled = blob_examples(8, seed=2), blob_examples(16, seed=3).unlabelled()
     start = {key: value.clone() for key, value in trained.state_dict().items()}
-    unchanged = train_semi_supervised(dataclasses.replace(TINY, steps=0), SemiConfig(), trained, labelled,
+    unchanged = train_semi_supervised(TINY, SemiConfig(steps=0), trained, labelled,
                                       unlabelled, CPU)
     assert all(torch.equal(value, start[key]) for key, value in unchanged.state_dict().items())
-    tuned = train_semi_supervised(dataclasses.replace(TINY, steps=5), SemiConfig(ramp=2), trained, labelled,
+    tuned = train_semi_supervised(TINY, SemiConfig(steps=5, ramp=2), trained, labelled,
                                   unlabelled, CPU)
     assert any(not torch.equal(value, start[key]) for key, value in tuned.state_dict().items())
     assert all(torch.equal(value, start[key]) for key, value in trained.state_dict().items())

@@ -20,7 +20,7 @@ from thyrokit.pixels import read_image
 PARAMS = """
 prelabel: {size: 32, channels: 8, depth: 2, steps: 60, batch_size: 8, threads: 1, mc_samples: 2, min_area: 4,
            ema_decay: 0.9}
-pseudolabel: {ramp: 20, label_fractions: [0.1, 0.3], min_confidence: 0.6}
+pseudolabel: {steps: 40, ramp: 20, label_fractions: [0.1, 0.3], min_confidence: 0.6}
 """
 
 

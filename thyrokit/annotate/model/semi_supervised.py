@@ -39,8 +39,9 @@ from thyrokit.annotate.model.unet import UNet
 
 @dataclass(frozen=True)
 class SemiConfig:
-    """Thresholds and weights of the self-training."""
+    """Length, thresholds and weights of the self-training."""
 
+    steps: int = 200                  # optimiser steps of fine-tuning the supervised model
     pixel_threshold: float = 0.9      # teacher pixel confidence max(p, 1-p) that makes a target
     pathology_threshold: float = 0.9  # pathology confidence below which a pseudolabel says unknown
     unlabelled_weight: float = 10.0   # weight of the unlabelled loss once ramped up (squared errors are small)
@@ -103,7 +104,7 @@ def frozen_batch_norm_statistics(*models: UNet) -> Iterator[None]:
 def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, labelled: Examples,
                           unlabelled: Examples, device: torch.device,
                           log: StepLog | None = None) -> UNet:
-    """Fine-tune the supervised model `start` on both image sets for `config.steps` steps; return the teacher.
+    """Fine-tune the supervised model `start` on both image sets for `semi.steps` steps; return the teacher.
 
     Starting from the supervised model rather than from random weights, the teacher
     gives its first targets with everything the labels teach: started from scratch
@@ -117,7 +118,7 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, la
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr)
     student.train()
     teacher.train()  # dropout on in the teacher too: its targets are less over-confident
-    for step in range(config.steps):
+    for step in range(semi.steps):
         loss = supervised_loss(student, *labelled_batch(labelled, config.batch_size, generator, device))
         unlabelled_loss = torch.zeros((), device=device)
         if len(unlabelled):
