@@ -23,7 +23,8 @@ SHARD_SCHEMA = {"key": pl.String(), "png": pl.Binary()}
 # zlib level 1, every row Sub-filtered (the difference to its left neighbour): on the demo
 # phantom's 450x450 scan areas 2.4 ms a frame, against 2.9 ms for Paeth with run-length
 # matching (1% larger) and 5.8 ms for libpng's default (level 3 with a filter search per
-# row, 4% smaller); binary masks come out ~2 kB. Still lossless, and the same pixels always give the same bytes.
+# row, 4% smaller); binary masks come out ~2 kB. Still lossless, and the same pixels
+# always give the same bytes.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_DEFAULT,
               cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
