@@ -10,14 +10,12 @@ Each box of ``RAW/truth/text_boxes.csv`` is mapped into its stored image (raw pa
 removed by the crop. Otherwise:
 
 - a text line (kind phi or settings, and a caliper's length read-out) is removed when
-  none of its ink survives: no pixel of the box that a 9x9 white top-hat lifts by 40 or
-  more above its surroundings, and that is at least half as bright as the phantom's
-  255-valued strokes, keeps its raw value (column "ink removed"; dimmer pixels that the
-  top-hat lifts are the speckle of tissue the box takes in, or an anti-aliased edge less
-  than half covered by a stroke). Column "box
-  zeroed" is stricter: every pixel of the box, less a one-pixel margin, is zero; the
-  phantom's boxes include the descender space under the baseline and two rows above the
-  letters, which hold tissue when no letter descends;
+  none of its ink survives: no pixel its strokes cover at least half (the phantom
+  records where and how large it drew each line, so the ink is drawn again on a blank
+  frame) keeps its raw value (column "ink removed"). Column "box zeroed" is stricter:
+  every pixel of the box, less a one-pixel margin, is zero; the phantom's boxes include
+  the descender space under the baseline and two rows above the letters, which hold
+  tissue when no letter descends;
 - a caliper mark (its box spans the measured line, end crosses included) is removed when
   the squares around its two end crosses are zero and no dot of the line between them
   is left at full brightness.
@@ -35,11 +33,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import polars as pl
 
 from thyrokit.curate.readers import read_scan
+from thyrokit.pipelines.phantom.chrome import text_ink
 from thyrokit.pixels import read_image
 
 Box = tuple[int, int, int, int]
@@ -76,15 +74,9 @@ def is_caliper_mark(kind: str, text: str) -> bool:
     return kind == "caliper" and " " not in text
 
 
-def ink_removed(stored: np.ndarray, raw: np.ndarray, box: Box) -> bool:
-    """Return whether no stroke pixel of `box` (lifted 40+ by a 9x9 white top-hat, 128 or brighter) keeps its raw value."""
-    x0, y0, x1, y1 = box
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
-    pad = (slice(max(y0 - 8, 0), y1 + 8), slice(max(x0 - 8, 0), x1 + 8))
-    lifted = cv2.morphologyEx(np.ascontiguousarray(raw[pad]), cv2.MORPH_TOPHAT, kernel)
-    top, left = y0 - pad[0].start, x0 - pad[1].start
-    ink = (lifted[top:top + y1 - y0, left:left + x1 - x0] >= 40) & (raw[y0:y1, x0:x1] >= 128)
-    return not (ink & (stored[y0:y1, x0:x1] == raw[y0:y1, x0:x1])).any()
+def ink_removed(stored: np.ndarray, raw: np.ndarray, ink: np.ndarray) -> bool:
+    """Return whether no pixel of the bool `ink` mask keeps its raw value in `stored` (all three in crop coordinates)."""
+    return not (ink & (stored == raw)).any()
 
 
 def text_removed(stored: np.ndarray, box: Box) -> bool:
@@ -107,15 +99,16 @@ def caliper_removed(stored: np.ndarray, raw: np.ndarray, box: Box) -> bool:
     return not (dots & (stored[window] == raw[window])).any()
 
 
-def score_image(stored: np.ndarray, raw: np.ndarray, crop: Box, boxes: list[tuple[Box, str, str]]
+def score_image(stored: np.ndarray, raw: np.ndarray, crop: Box, boxes: list[dict]
                 ) -> tuple[list[tuple[str, bool, bool]], int, int]:
-    """Return (kind, removed, zeroed) per box, and the (untouched, total) scan pixels outside the boxes."""
+    """Return (kind, removed, zeroed) per truth row in `boxes`, and the (untouched, total) scan pixels outside them."""
     cx0, cy0, cx1, cy1 = crop
     raw_crop = grey(raw[cy0:cy1, cx0:cx1])
     stored = grey(stored)
     outside = raw_crop > 0
     results = []
-    for box, kind, text in boxes:
+    for row in boxes:
+        box, kind, text = tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")), row["kind"], row["text"] or ""
         moved = shift(box, crop)
         if moved is None:
             results.append((kind, True, True))
@@ -126,7 +119,8 @@ def score_image(stored: np.ndarray, raw: np.ndarray, crop: Box, boxes: list[tupl
             removed = caliper_removed(stored, raw_crop, unclipped)
             results.append((kind, removed, removed))
         else:
-            results.append((kind, ink_removed(stored, raw_crop, moved), text_removed(stored, moved)))
+            ink = text_ink(text, int(row["x"]), int(row["y"]), float(row["scale"]), raw.shape[:2])[cy0:cy1, cx0:cx1]
+            results.append((kind, ink_removed(stored, raw_crop, ink), text_removed(stored, moved)))
         x0, y0, x1, y1 = moved
         outside[max(y0 - MARGIN, 0):y1 + MARGIN, max(x0 - MARGIN, 0):x1 + MARGIN] = False
     untouched = int((stored[outside] == raw_crop[outside]).sum())
@@ -149,10 +143,9 @@ def measure(raw_dir: Path, out_dir: Path, keys_path: Path) -> tuple[list[BoxResu
             results += [BoxResult(source[0], int(r["frame"]), r["kind"], True, True) for r in rows.iter_rows(named=True)]
             continue  # quarantined: nothing of it was stored
         frames = read_scan((raw_dir / "scans" / path).read_bytes()).frames
-        by_frame: dict[int, list[tuple[Box, str, str]]] = defaultdict(list)
+        by_frame: dict[int, list[dict]] = defaultdict(list)
         for r in rows.iter_rows(named=True):
-            by_frame[int(r["frame"])].append(((int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"])),
-                                              r["kind"], r["text"] or ""))
+            by_frame[int(r["frame"])].append(r)
         for frame, boxes in sorted(by_frame.items()):
             row = stored_rows.filter(pl.col("frame") == frame).row(0, named=True)
             stored = read_image(out_dir / row["path"], row["image_id"])

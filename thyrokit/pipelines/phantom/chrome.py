@@ -23,7 +23,12 @@ SMALL = cv2.FONT_HERSHEY_PLAIN
 
 @dataclass(frozen=True)
 class TextBox:
-    """One burned-in mark: its box (x0, y0, x1, y1, end exclusive), kind and text."""
+    """One burned-in mark: its box (x0, y0, x1, y1, end exclusive), kind and text.
+
+    A text line also keeps where and how large it was drawn (its baseline origin and
+    font scale), so :func:`text_ink` can say which pixels its strokes cover; a caliper
+    mark, drawn as lines, has none.
+    """
 
     x0: int
     y0: int
@@ -31,6 +36,9 @@ class TextBox:
     y1: int
     kind: str      # "phi", "settings" or "caliper"
     text: str
+    x: int | None = None
+    y: int | None = None
+    scale: float | None = None
 
 
 # (kind, template, anchor, x, y): anchor "frame" is the frame's top-left, "frame_r" its
@@ -101,10 +109,21 @@ def text_fields(person: Person, visit: Visit, scanner: Scanner, plane: str, side
 def put_text(image: np.ndarray, text: str, x: int, y: int, scale: float, value: int, kind: str) -> TextBox:
     """Draw `text` with its baseline at (x, y) and return its box, clipped to the image."""
     (width, height), baseline = cv2.getTextSize(text, FONT, scale, 1)
-    cv2.putText(image, text, (x, y), FONT, scale, value, 1, cv2.LINE_AA)
+    _draw(image, text, x, y, scale, value)
     box = (max(x - 1, 0), max(y - height - 2, 0), min(x + width + 2, image.shape[1]),
            min(y + baseline + 1, image.shape[0]))
-    return TextBox(*box, kind, text)
+    return TextBox(*box, kind, text, x, y, scale)
+
+
+def text_ink(text: str, x: int, y: int, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """Return the bool (H, W) pixels that `text`, drawn as :func:`put_text` draws it, covers at least half."""
+    coverage = np.zeros(shape, np.uint8)
+    _draw(coverage, text, x, y, scale, 255)
+    return coverage >= 128
+
+
+def _draw(image: np.ndarray, text: str, x: int, y: int, scale: float, value: int) -> None:
+    cv2.putText(image, text, (x, y), FONT, scale, value, 1, cv2.LINE_AA)
 
 
 def _anchor(anchor: str, x: int, y: int, width: int, frame_width: int,

@@ -249,7 +249,8 @@ def _record(result: PatientResult, path: str, frames: list[Frame], info: dict, l
     for index, frame in enumerate(frames):
         for box in frame.boxes:
             result.text_boxes.append({"file": path, "frame": index, "x0": box.x0, "y0": box.y0, "x1": box.x1,
-                                      "y1": box.y1, "kind": box.kind, "text": box.text})
+                                      "y1": box.y1, "kind": box.kind, "text": box.text,
+                                      "x": box.x, "y": box.y, "scale": box.scale})
             if box.kind == "phi":
                 burned.add(box.text)
         _truth_rows(result, path, index, frame, labelled, nodules)

@@ -30,6 +30,8 @@ TRUTH_COLUMNS = {
 TEXT_BOX_COLUMNS = {
     "file": pl.String(), "frame": pl.Int32(), "x0": pl.Int32(), "y0": pl.Int32(),
     "x1": pl.Int32(), "y1": pl.Int32(), "kind": pl.String(), "text": pl.String(),
+    # A text line's baseline origin and font scale (empty for a caliper mark): where its ink is.
+    "x": pl.Int32(), "y": pl.Int32(), "scale": pl.Float64(),
 }
 MANIFEST_COLUMNS = {
     "file": pl.String(), "format": pl.String(), "frames": pl.Int32(), "width": pl.Int32(),
