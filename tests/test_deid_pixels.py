@@ -69,6 +69,17 @@ def test_crossing_dotted_caliper_lines_are_removed_and_the_nodule_kept():
     assert np.mean(redacted[nodule] == image[nodule]) > 0.95
 
 
+def test_dotted_line_dots_swallowed_by_a_bright_spot_are_removed():
+    frame = synthetic_frame(4, texts=0, calipers=0)
+    image = frame.image.copy()
+    cv2.ellipse(image, (250, 180), (7, 3), 0, 0, 360, 200, -1)  # a bright spot the line runs through
+    dots = np.zeros(image.shape, dtype=bool)
+    dots[180, 200:300:5] = True  # its middle dots touch the spot and join it: no longer dot-sized
+    image[dots] = 255
+    redacted, _ = redact_burned_in_text(image, frame.keep_mask)
+    assert not redacted[dots].any()
+
+
 def draw_caliper(image: np.ndarray, start: tuple[int, int], end: tuple[int, int]) -> None:
     """Draw two "x" end crosses with a dot every 5 pixels between them, as scanners mark a measurement."""
     steps = max(int(np.hypot(end[0] - start[0], end[1] - start[1]) // 5), 1)

@@ -275,6 +275,8 @@ def dotted_line_boxes(centroids: np.ndarray, dot_sized: np.ndarray, shape: tuple
     line. Runs are looked for along rows, along columns and in any direction, since the
     two lines of a caliper pair cross and their union is no line. A run along a row or
     column gets one box; a slanted run gets a box per dot, so the tissue beside it is kept.
+    Two runs of one row or column less than a dot spacing apart are one line whose
+    middle dots a bright spot swallowed: their boxes join across it.
     """
     if dot_sized.sum() < MIN_DOTS:
         return []
@@ -293,7 +295,19 @@ def dotted_line_boxes(centroids: np.ndarray, dot_sized: np.ndarray, shape: tuple
             members = points[run_of == run]
             lines = [members] if across is None else _split_parallel(members, across)
             boxes += [box for line in lines if len(line) >= least and _collinear(line) for box in _run_boxes(line)]
-    return boxes
+    return _join_while(boxes, _one_dotted_line)
+
+
+def _one_dotted_line(a: Box, b: Box) -> bool:
+    """Return whether two run boxes lie along one row (or one column), at most DOT_SPACING apart."""
+    for along, across in ((0, 1), (1, 0)):
+        extent = (a[along + 2] - a[along], b[along + 2] - b[along])
+        thickness = (a[across + 2] - a[across], b[across + 2] - b[across])
+        if max(thickness) <= 3 and min(extent) > 3:
+            shared = min(a[across + 2], b[across + 2]) - max(a[across], b[across])
+            gap = max(b[along] - a[along + 2], a[along] - b[along + 2])
+            return shared > 0 and gap <= DOT_SPACING
+    return False
 
 
 def _dot_sized(stats: np.ndarray) -> np.ndarray:
