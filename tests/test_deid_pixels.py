@@ -80,6 +80,22 @@ def test_dotted_line_dots_swallowed_by_a_bright_spot_are_removed():
     assert not redacted[dots].any()
 
 
+def test_caliper_cross_drawn_over_a_bright_spot_is_removed_and_the_spot_kept():
+    frame = synthetic_frame(4, texts=0, calipers=0)
+    image = frame.image.copy()
+    cv2.ellipse(image, (250, 181), (9, 3), 0, 0, 360, 190, -1)  # the nodule's bright rim, where a caliper sits
+    spot = image != frame.image
+    cross = np.zeros(image.shape, dtype=np.uint8)
+    cv2.line(cross, (246, 182), (254, 182), 1, 1)
+    cv2.line(cross, (250, 178), (250, 186), 1, 1)
+    image[cross > 0] = 255
+    redacted, _ = redact_burned_in_text(image, frame.keep_mask)
+    assert not redacted[cross > 0].any()
+    beside = spot.copy()
+    beside[:, 245:256] = False  # the spot beyond the cross's box, padded by a pixel, is tissue and stays
+    assert (redacted[beside] == image[beside]).all()
+
+
 def draw_caliper(image: np.ndarray, start: tuple[int, int], end: tuple[int, int]) -> None:
     """Draw two "x" end crosses with a dot every 5 pixels between them, as scanners mark a measurement."""
     steps = max(int(np.hypot(end[0] - start[0], end[1] - start[1]) // 5), 1)

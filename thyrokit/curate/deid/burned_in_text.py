@@ -18,7 +18,9 @@ drawn by the device in thin strokes of saturated or near-white colour, so:
    are taken out first, which frees the letters and crosses drawn over it;
 6. caliper lines are dotted: single-pixel dots a few pixels apart, too small to be
    glyphs, found as runs of four or more small marks lying on one straight line (three
-   along a row or column), or as the dots strung between two end crosses in line.
+   along a row or column), or as the dots strung between two end crosses in line;
+7. a mark drawn over a bright tissue spot joins it into one solid component; the
+   component's saturated pixels alone show the mark.
 
 Each box, padded by a pixel for anti-aliasing, is set to zero. When
 ``tesseract`` is installed it is asked too, as an extra detector; it is never required.
@@ -60,6 +62,7 @@ TESSERACT_SCALE = 2      # tesseract reads the strokes enlarged this many times
 LINE_LENGTH = 21         # pixels, a straight run this long is tissue: longer than a glyph's stroke
 LINE_ANGLES = 16         # directions a straight run is looked for in: a 2-pixel line within 5.6 degrees of one
 CRUMB_REACH = 2.0        # pixels, farthest a leftover of a removed line lies from the line's other pixels
+INK_LEVEL = 240          # drawn marks are saturated; few tissue pixels are this bright
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -155,7 +158,9 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     # make a "word" of the whole measurement and its box would take the nodule with it.
     # Only the dots leave: an end cross inside a line's box is still a mark to mask.
     on_lines = dot_sized & _inside(centroids, dots, shape)
-    words = glyph_boxes(brightness, strokes, labels, stats, ~on_lines)
+    solid = solid_components(strokes, labels, stats)
+    words = glyph_boxes(brightness, labels, stats, solid, ~on_lines)
+    words += marks_on_spots(brightness, labels, stats, solid)
     lines = join_lines(join_split_words(words) if split_by_lines else words)
     dots += dots_between_marks(centroids[dot_sized & ~on_lines], lines)
     return sorted({_pad(box, shape) for box in lines + dots}, key=lambda b: (b[1], b[0]))
@@ -193,18 +198,24 @@ def _inside(points: np.ndarray, boxes: list[Box], shape: tuple[int, ...]) -> np.
     return covered[cells[:, 1].clip(0, shape[0] - 1), cells[:, 0].clip(0, shape[1] - 1)]
 
 
-def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+def solid_components(strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Return, per stroke component, whether it is solid: more than MAX_SOLID of it survives a 3x3 cross erosion.
+
+    Strokes one or two pixels wide vanish under the erosion; calcifications do not.
+    """
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    core = np.bincount(labels[cv2.erode(strokes, cross) > 0], minlength=stats.shape[0])
+    return core > MAX_SOLID * stats[:, cv2.CC_STAT_AREA]
+
+
+def glyph_boxes(brightness: np.ndarray, labels: np.ndarray, stats: np.ndarray, solid: np.ndarray,
                 candidates: np.ndarray) -> list[Box]:
     """Return the ink boxes of words and lone saturated marks among the `candidates` stroke components."""
     count = stats.shape[0]
-    widths, heights, areas = (stats[:, column] for column in
-                              (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
+    widths, heights = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     small = (heights <= GLYPH_HEIGHT[1]) & (widths <= 2 * GLYPH_HEIGHT[1]) & candidates
     small[0] = False
-    # Strokes one or two pixels wide vanish under a 3x3 cross erosion; calcifications do not.
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    core = np.bincount(labels[cv2.erode(strokes, cross) > 0], minlength=count)
-    thin = small & (core <= MAX_SOLID * areas)
+    thin = small & ~solid
     glyphs = thin & (heights >= GLYPH_HEIGHT[0])
     # Small marks (glyphs, the dots and bars of i, :, -, and letters drawn over a bright
     # spot) within a letter gap of each other join into words and lines; only glyphs
@@ -232,6 +243,35 @@ def glyph_boxes(brightness: np.ndarray, strokes: np.ndarray, labels: np.ndarray,
         if letters.size > 1:
             box = _full_height(box, stats[letters], brightness.shape)
         boxes.append(box)
+    return boxes
+
+
+def marks_on_spots(brightness: np.ndarray, labels: np.ndarray, stats: np.ndarray, solid: np.ndarray) -> list[Box]:
+    """Return the boxes of saturated marks (a caliper's end cross) drawn over a bright tissue spot.
+
+    Mark and spot make one component, too solid for a glyph: a caliper set on a
+    nodule's bright rim is the common case. The component's saturated pixels alone,
+    if they are a thin mark-sized shape, are the mark.
+    """
+    spots = solid & (stats[:, cv2.CC_STAT_HEIGHT] <= GLYPH_HEIGHT[1]) & (stats[:, cv2.CC_STAT_WIDTH] <= GLYPH_HEIGHT[1])
+    spots[0] = False
+    if not spots.any():
+        return []
+    saturated = brightness >= INK_LEVEL
+    inked = np.bincount(labels[saturated], minlength=stats.shape[0])
+    spots &= (inked >= 2 * GLYPH_HEIGHT[0]) & (inked < stats[:, cv2.CC_STAT_AREA])
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    boxes = []
+    for label in np.flatnonzero(spots):
+        x, y, w, h = (int(value) for value in stats[label, :4])
+        ink = ((labels[y:y + h, x:x + w] == label) & saturated[y:y + h, x:x + w]).astype(np.uint8)
+        parts, _, part_stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        core = cv2.erode(ink, cross)
+        for px, py, pw, ph, area in part_stats[1:parts].tolist():
+            mark_sized = GLYPH_HEIGHT[0] <= max(pw, ph) <= MARK_SIDE
+            thin = np.count_nonzero(core[py:py + ph, px:px + pw]) <= MAX_SOLID * area
+            if mark_sized and thin and area <= MAX_GLYPH_FILL * pw * ph:
+                boxes.append((x + px, y + py, x + px + pw, y + py + ph))
     return boxes
 
 
