@@ -42,7 +42,8 @@ from pydicom.data import get_testdata_files
 
 from thyrokit.curate.deid import QuarantineError, deidentify_dataset, redact_burned_in_text
 from thyrokit.curate.deid.synthetic import redaction_scores, synthetic_frame
-from thyrokit.curate.ingest import IngestConfig, crop_and_redact, deidentify_header, ingest_file, keep_mask, phash
+from thyrokit.curate.ingest import IngestConfig, crop_and_redact, deidentify_header, ingest_file, keep_mask
+from thyrokit.curate.phash import phash
 from thyrokit.curate.readers import SUPPORTED_SOP_CLASSES, RawScan, decode_frames, dicom_facts, parse_dicom
 from thyrokit.curate.scan_area import bounding_box
 from thyrokit.parallel import default_workers, map_batches

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import cv2
-import imagehash
 import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from thyrokit.cli import main
 from thyrokit.contract import IMAGES, NODULES, conform, write_table
+from thyrokit.curate.phash import phash
 from thyrokit.pipelines.leakage import audit_leakage, near_duplicates, phash_to_int
 
 DISTANCE = 4
@@ -29,10 +28,6 @@ def scan(seed: int, shift: int = 0, noise: float = 0.0) -> np.ndarray:
     image = (0.6 * tissue + 0.4 * (1 - nodule)) * 220
     image += np.random.default_rng(seed * 1000 + shift).normal(0, noise, image.shape) if noise else 0
     return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def phash(image: np.ndarray) -> str:
-    return str(imagehash.phash(Image.fromarray(image)))
 
 
 def table(rows: list[tuple[str, str, str, str, str | None]]) -> pl.DataFrame:

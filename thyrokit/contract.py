@@ -69,7 +69,7 @@ IMAGES = TableSpec(
         "path": pl.String(),
         "split": pl.String(),
         "fold": pl.Int8(),
-        # Perceptual hash (imagehash.phash, hex) for near-duplicate checks across splits.
+        # Perceptual hash (thyrokit.curate.phash, 16 hex digits) for near-duplicate checks across splits.
         "phash": pl.String(),
         "source_format": pl.String(),
         "source_hmac": pl.String(),

@@ -35,10 +35,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import imagehash
 import numpy as np
 import polars as pl
-from PIL import Image
 from pydicom.dataset import Dataset
 
 from thyrokit import __version__
@@ -49,7 +47,8 @@ from thyrokit.curate.deid import (BurnedInTextError, DeidOptions, HeaderAudit, M
                                   deidentify_dataset, redact_frames, require_scan_area)
 from thyrokit.curate.deid.dicom_output import deidentified_dicom_bytes, shift_ultrasound_regions
 from thyrokit.curate.readers import HeaderFacts, RawFileError, RawScan, read_scan
-from thyrokit.curate.scan_area import blank_outside, bounding_box, crop, scan_area, to_grey_uint8
+from thyrokit.curate.phash import phash
+from thyrokit.curate.scan_area import blank_outside, bounding_box, crop, scan_area
 from thyrokit.parallel import map_batches
 from thyrokit.pixels import ShardWriter, encode_png
 from thyrokit.secret import pseudonym
@@ -282,12 +281,6 @@ def encode_frames(frames: list[np.ndarray], facts: HeaderFacts, ids: Identity, s
             "rescale": list(facts.rescale) if facts.rescale else None,
         })
     return rows, pngs
-
-
-def phash(image: np.ndarray) -> str:
-    """Return the perceptual hash (hex) of a grey or RGB image, 16-bit images min-max scaled."""
-    view = image if image.dtype == np.uint8 else to_grey_uint8(image)
-    return str(imagehash.phash(Image.fromarray(view)))
 
 
 @dataclass

@@ -95,10 +95,10 @@ def machine_made_outside_train(images: pl.DataFrame, nodules: pl.DataFrame | Non
 
 
 def phash_to_int(hashes: pl.Series) -> np.ndarray:
-    """Return 64-bit perceptual hashes given as 16 hex digits (imagehash's str()) as uint64."""
+    """Return 64-bit perceptual hashes given as 16 hex digits (thyrokit.curate.phash.phash) as uint64."""
     bad = hashes.filter(~hashes.str.contains(r"^[0-9a-fA-F]{16}$"))
     if bad.len():
-        raise ValueError(f"phash must be 16 hex digits (a 64-bit imagehash.phash), got e.g. {bad[0]!r}")
+        raise ValueError(f"phash must be 16 hex digits (a 64-bit perceptual hash), got e.g. {bad[0]!r}")
     return np.frombuffer(bytes.fromhex("".join(hashes.to_list())), dtype=">u8").astype(np.uint64)
 
 
