@@ -109,6 +109,10 @@ def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(d
         assert {f"{metric}_{model}" for metric in ("dice", "auc", "nodule_dice", "false_nodule_rate")
                 for model in ("supervised", "semi_supervised")} | {"n_labelled"} == set(metrics[key])
     assert metrics["labels_10pct"]["n_labelled"] == 2 and metrics["labels_30pct"]["n_labelled"] == 6
+    _, _, start_version = load_model(prelabelled / "model", torch.device("cpu"))
+    recorded = json.loads((dataset / "pseudo/model/config.json").read_text())
+    assert recorded["started_from"] == start_version and recorded["version"] == metrics["model_version"]
+    assert recorded["fine_tuning"]["steps"] == 40 and recorded["fine_tuning"]["pixel_threshold"] == 0.9
 
 
 def test_pseudolabel_refuses_a_prelabel_model_trained_with_other_settings(dataset, prelabelled):

@@ -132,7 +132,7 @@ def pseudolabel_command(images_table: Path, labels_dir: Path, out_dir: Path, par
     min_confidence = float(params.pop("min_confidence", 0.8))
     config = model_config(params_path)
     chosen = pick_device(device)
-    start, start_config, _ = load_model(start_dir, chosen)
+    start, start_config, start_version = load_model(start_dir, chosen)
     trained_with = start_config.to_dict()
     differing = sorted(key for key, value in config.to_dict().items() if trained_with.get(key) != value)
     if differing:
@@ -141,7 +141,7 @@ def pseudolabel_command(images_table: Path, labels_dir: Path, out_dir: Path, par
     inputs = read_inputs(images_table, labels_dir)
     with loss_curve(plots_dir) as log:
         result = run_pseudolabel(inputs, config, SemiConfig.from_dict(params), start, fractions,
-                                 min_confidence, chosen, model_dir, out_dir, log)
+                                 min_confidence, chosen, model_dir, out_dir, log, start_version)
     report(result, metrics_path, plots_dir)
     click.echo(f"{result.metrics['n_pseudo_nodules']} pseudolabelled nodules on "
                f"{result.metrics['n_pseudo_images']} unlabelled train images")

@@ -30,15 +30,18 @@ NODULE_COLUMNS = ("image_id", "nodule_id", "bbox", "mask_path", "pathology", "la
                   "confidence", "annotator")
 
 
-def save_model(model: UNet, config: ModelConfig, folder: str | os.PathLike, name: str) -> str:
-    """Write weights and config into `folder`; return the model version (name + weights digest)."""
+def save_model(model: UNet, config: ModelConfig, folder: str | os.PathLike, name: str, **facts: Any) -> str:
+    """Write weights and config (with `facts` about its training) into `folder`; return the model version.
+
+    The version is `name` and a digest of the weights.
+    """
     folder = Path(folder)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(state, str(tmp))
     digest = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()[:12]
     version = f"{name}-{digest}"
-    write_config(config, folder / CONFIG, version=version)
+    write_config(config, folder / CONFIG, version=version, **facts)
     return version
 
 

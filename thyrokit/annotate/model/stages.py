@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,11 +133,13 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
 
 def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, start: UNet,
                     fractions: list[float], min_confidence: float, device: torch.device, model_dir: Path,
-                    out_dir: Path, log: StepLog | None = None) -> StageResult:
+                    out_dir: Path, log: StepLog | None = None, start_version: str | None = None) -> StageResult:
     """Fine-tune `start` on all train images; pseudolabel the unlabelled train images; compare label fractions.
 
     `start` is the supervised model of the human-labelled train images: the prelabel
-    stage's. Only train images feed the models; validation images only score them.
+    stage's (version `start_version`). Only train images feed the models; validation
+    images only score them. The saved model's config records the fine-tuning settings
+    and the model it started from.
     """
     train_images = inputs.images.filter(pl.col("split") == "train")
     train, problems = load_examples(train_images, inputs.images_dir, config.size, inputs.nodules, inputs.labels_dir)
@@ -151,7 +154,8 @@ def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, 
     human = train.subset(labelled)
     unlabelled = train.subset(others).unlabelled()
     model = train_semi_supervised(config, semi, start, human, unlabelled, device, log)
-    version = save_model(model, config, model_dir, "pseudolabel")
+    version = save_model(model, config, model_dir, "pseudolabel", fine_tuning=dataclasses.asdict(semi),
+                         started_from=start_version)
     prediction = predict(model, unlabelled, device, mc_samples=1, seed=config.seed)
     nodules = write_nodules([prediction], train_images, out_dir, label_source="pseudo",
                             annotator=f"model:{version}", threshold=config.threshold,
