@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from thyrokit.curate.deid import (BurnedInTextError, DeidOptions, deidentify_dataset, redact_burned_in_text,
-                                  redact_frames, require_scan_area)
+                                  redact_frames, redact_scan_area, require_scan_area)
 from thyrokit.curate.deid.burned_in_text import tesseract_boxes
 from thyrokit.curate.deid.dicom_output import shift_ultrasound_regions, write_deidentified_dicom
 from thyrokit.curate.deid.synthetic import redaction_scores, synthetic_frame
@@ -117,6 +117,23 @@ def test_caliper_end_crosses_and_dots_are_removed_long_and_short_lines_alike():
     assert not redacted[drawn].any()
     tissue = frame.keep_mask & ~cv2.dilate(drawn.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     assert np.mean(redacted[tissue] == image[tissue]) > 0.99
+
+
+@pytest.mark.parametrize("inside", [2, 3, 5])
+def test_a_glyph_the_crop_edge_cuts_is_removed_with_the_rest_of_the_crop_untouched(inside):
+    frame = synthetic_frame(7, texts=0, calipers=0)
+    image = frame.image.copy()
+    keep = np.zeros(image.shape, dtype=bool)
+    keep[60:300, 100:400] = True  # the scanner's tissue region: a depth-scale digit sits just right of it
+    ink = np.zeros(image.shape, dtype=np.uint8)
+    cv2.putText(ink, "2", (400 - inside, 200), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 255, 1, cv2.LINE_AA)
+    image = np.maximum(image, ink)
+    stored, boxes = redact_scan_area(image[None], keep)
+    crop = (slice(60, 300), slice(100, 400))
+    inked = ink[crop] >= 128
+    assert inked.any() and not stored[0][inked].any()
+    assert stored[0].shape == (240, 300) and all(x1 <= 300 and y1 <= 240 for _, _, x1, y1 in boxes)
+    assert np.mean(stored[0] == image[crop]) > 0.998
 
 
 def test_frame_without_text_is_untouched_inside_scan_area():

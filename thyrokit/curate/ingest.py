@@ -44,7 +44,7 @@ from thyrokit.atomic import atomic_path, write_bytes, write_text
 from thyrokit.contract import IMAGES, QUARANTINE, write_table
 from thyrokit.curate import identity
 from thyrokit.curate.deid import (BurnedInTextError, DeidOptions, HeaderAudit, MalformedElementError, QuarantineError,
-                                  deidentify_dataset, redact_frames, require_scan_area)
+                                  deidentify_dataset, redact_scan_area, require_scan_area)
 from thyrokit.curate.deid.dicom_output import deidentified_dicom_bytes, shift_ultrasound_regions
 from thyrokit.curate.readers import HeaderFacts, RawFileError, RawScan, read_scan
 from thyrokit.curate.phash import phash
@@ -187,11 +187,10 @@ def crop_and_redact(scan: RawScan, mask: np.ndarray, box: tuple[int, int, int, i
     are cropped (ultrasound): a CT or NM slice keeps its full frame, and there a bright
     thin edge of bone would pass for a stroke.
     """
-    cropped = crop(mask, box)
-    frames = np.stack([crop(frame, box) for frame in scan.frames])
     if _modality(scan.facts, config) not in config.crop_modalities:
-        return np.stack([blank_outside(frame, cropped) for frame in frames]), []
-    return redact_frames(frames, cropped)
+        cropped = crop(mask, box)
+        return np.stack([blank_outside(crop(frame, box), cropped) for frame in scan.frames]), []
+    return redact_scan_area(scan.frames, mask)
 
 
 def deidentified_dicom(header: Dataset | None, frames: np.ndarray, box: tuple[int, int, int, int],

@@ -4,7 +4,8 @@ The entry points ingest calls per file are :func:`deidentify_dataset` (header) a
 :func:`redact_burned_in_text` (pixels); both raise or return nothing that names a value.
 """
 
-from thyrokit.curate.deid.burned_in_text import redact_burned_in_text, redact_frames, require_scan_area
+from thyrokit.curate.deid.burned_in_text import (redact_burned_in_text, redact_frames, redact_scan_area,
+                                                 require_scan_area)
 from thyrokit.curate.deid.errors import (BurnedInTextError, MalformedElementError, QuarantineError,
                                          UnsupportedContentError)
 from thyrokit.curate.deid.header import HeaderAudit, deidentify_dataset
@@ -12,6 +13,6 @@ from thyrokit.curate.deid.options import DeidOptions
 
 __all__ = [
     "BurnedInTextError", "DeidOptions", "HeaderAudit", "MalformedElementError", "QuarantineError",
-    "UnsupportedContentError", "deidentify_dataset", "redact_burned_in_text", "redact_frames",
+    "UnsupportedContentError", "deidentify_dataset", "redact_burned_in_text", "redact_frames", "redact_scan_area",
     "require_scan_area",
 ]

@@ -21,6 +21,10 @@ drawn by the device in thin strokes of saturated or near-white colour, so:
    along a row or column), or as the dots strung between two end crosses in line;
 7. a mark drawn over a bright tissue spot joins it into one solid component; the
    component's saturated pixels alone show the mark.
+8. a glyph that the crop's edge cuts leaves a sliver inside too small for a glyph;
+   where something bright touches the crop from outside, the strokes of a band
+   around it are looked at too, so the whole glyph is seen and its box, clipped to
+   the crop, takes the sliver.
 
 Each box, padded by a pixel for anti-aliasing, is set to zero. When
 ``tesseract`` is installed it is asked too, as an extra detector; it is never required.
@@ -36,6 +40,7 @@ import numpy as np
 
 from thyrokit.curate.deid.errors import BurnedInTextError
 from thyrokit.curate.deid.ocr import parse_tsv_words, run_tesseract, tesseract_available, upscale
+from thyrokit.curate.scan_area import bounding_box
 
 Box = tuple[int, int, int, int]
 
@@ -62,6 +67,7 @@ TESSERACT_SCALE = 2      # tesseract reads the strokes enlarged this many times
 LINE_LENGTH = 21         # pixels, a straight run this long is tissue: longer than a glyph's stroke
 LINE_ANGLES = 16         # directions a straight run is looked for in: a 2-pixel line within 5.6 degrees of one
 CRUMB_REACH = 2.0        # pixels, farthest a leftover of a removed line lies from the line's other pixels
+EDGE_REACH = 12          # pixels beyond the crop searched for the rest of a glyph it cuts: a wide glyph
 INK_LEVEL = 240          # drawn marks are saturated; few tissue pixels are this bright
 
 
@@ -94,6 +100,20 @@ def stroke_mask(brightness: np.ndarray, keep_mask: np.ndarray) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
     lifted = cv2.morphologyEx(brightness, cv2.MORPH_TOPHAT, kernel)
     return (lifted >= MIN_CONTRAST) & (brightness >= MIN_BRIGHTNESS) & keep_mask.astype(bool)
+
+
+def band_strokes(brightness: np.ndarray, band: np.ndarray, crop: Box) -> np.ndarray:
+    """Return the stroke mask of the `band` around `crop`, the top-hat run only on the strips that see it."""
+    x0, y0, x1, y1 = crop
+    height, width = brightness.shape
+    reach = TOPHAT_SIZE  # an opening's result at a pixel depends on pixels up to TOPHAT_SIZE - 1 away
+    strokes = np.zeros(brightness.shape, dtype=bool)
+    for rows, columns in ((slice(0, min(y0 + reach, height)), slice(0, width)),
+                          (slice(max(y1 - reach, 0), height), slice(0, width)),
+                          (slice(0, height), slice(0, min(x0 + reach, width))),
+                          (slice(0, height), slice(max(x1 - reach, 0), width))):
+        strokes[rows, columns] |= stroke_mask(brightness[rows, columns], band[rows, columns])
+    return strokes
 
 
 def line_kernel(length: int, degrees: float) -> np.ndarray:
@@ -139,10 +159,23 @@ def detach_from_lines(strokes: np.ndarray, labels: np.ndarray, stats: np.ndarray
     return detached
 
 
-def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
-    """Return the boxes (x0, y0, x1, y1), end exclusive, of text and marks inside `keep_mask`."""
+def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray, beyond: np.ndarray | None = None) -> list[Box]:
+    """Return the boxes (x0, y0, x1, y1), end exclusive, of text and marks with ink inside `keep_mask`.
+
+    `beyond`, where given, is a band around `keep_mask`'s bounding box (the crop) whose
+    strokes count too: of a glyph that the crop's edge cuts, the part inside is a
+    sliver too small to be told from speckle, but the whole glyph is found. Only text
+    with ink inside `keep_mask` is returned, and the strokes inside the crop are those
+    the crop alone shows.
+    """
     brightness = stroke_brightness(image)
-    strokes = stroke_mask(brightness, keep_mask).astype(np.uint8)
+    keep = keep_mask.astype(bool)
+    if beyond is None:
+        strokes = stroke_mask(brightness, keep).astype(np.uint8)
+    else:
+        x0, y0, x1, y1 = bounding_box(keep)
+        strokes = band_strokes(brightness, beyond, (x0, y0, x1, y1)).astype(np.uint8)
+        strokes[y0:y1, x0:x1] = stroke_mask(brightness[y0:y1, x0:x1], keep[y0:y1, x0:x1])
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(strokes, connectivity=8)
     if count <= 1:
         return []
@@ -159,7 +192,10 @@ def detect_text_boxes(image: np.ndarray, keep_mask: np.ndarray) -> list[Box]:
     # Only the dots leave: an end cross inside a line's box is still a mark to mask.
     on_lines = dot_sized & _inside(centroids, dots, shape)
     solid = solid_components(strokes, labels, stats)
-    words = glyph_boxes(brightness, labels, stats, solid, ~on_lines)
+    candidates = ~on_lines
+    if beyond is not None:
+        candidates &= np.bincount(labels[keep & (strokes > 0)], minlength=count) > 0  # some ink inside keep_mask
+    words = glyph_boxes(brightness, labels, stats, solid, candidates)
     words += marks_on_spots(brightness, labels, stats, solid)
     lines = join_lines(join_split_words(words) if split_by_lines else words)
     dots += dots_between_marks(centroids[dot_sized & ~on_lines], lines)
@@ -500,14 +536,56 @@ def mask_boxes(image: np.ndarray, keep_mask: np.ndarray, boxes: list[Box]) -> np
 
 
 def redact_frames(frames: np.ndarray, keep_mask: np.ndarray) -> tuple[np.ndarray, list[Box]]:
-    """Return the frames (N, H, W[, 3]) of a cine with the union of every frame's text boxes masked.
+    """Return the frames (N, H, W[, 3]) of a cine with the union of every frame's text boxes masked."""
+    keep = keep_mask.astype(bool)
+    boxes = cine_text_boxes(frames, keep)
+    return np.stack([mask_boxes(frame, keep, boxes) for frame in frames]), boxes
+
+
+def redact_scan_area(frames: np.ndarray, keep_mask: np.ndarray) -> tuple[np.ndarray, list[Box]]:
+    """Return full frames (N, H, W[, 3]) cropped to `keep_mask`'s bounding box and redacted, and the boxes.
+
+    As :func:`redact_frames` on the crop; where something bright touches the crop from
+    outside (a glyph the edge cuts has ink on both sides of it), text is also searched
+    EDGE_REACH pixels past the crop's edge (see :func:`detect_text_boxes`). The boxes
+    are in the crop's coordinates.
+    """
+    keep = keep_mask.astype(bool)
+    x0, y0, x1, y1 = bounding_box(keep)
+    cropped = keep[y0:y1, x0:x1]
+    if not _touched_from_outside(frames, (x0, y0, x1, y1)):
+        return redact_frames(frames[:, y0:y1, x0:x1], cropped)
+    height, width = keep.shape
+    gx0, gy0 = max(x0 - EDGE_REACH, 0), max(y0 - EDGE_REACH, 0)
+    gx1, gy1 = min(x1 + EDGE_REACH, width), min(y1 + EDGE_REACH, height)
+    grown = keep[gy0:gy1, gx0:gx1]
+    reach = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * EDGE_REACH + 1, 2 * EDGE_REACH + 1))
+    beyond = cv2.dilate(grown.astype(np.uint8), reach).astype(bool)
+    beyond[y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0] = False
+    found = cine_text_boxes(frames[:, gy0:gy1, gx0:gx1], grown, beyond)
+    dx, dy, w, h = x0 - gx0, y0 - gy0, x1 - x0, y1 - y0
+    moved = [(max(bx0 - dx, 0), max(by0 - dy, 0), min(bx1 - dx, w), min(by1 - dy, h)) for bx0, by0, bx1, by1 in found]
+    boxes = [box for box in moved if box[2] > box[0] and box[3] > box[1]]
+    return np.stack([mask_boxes(frame[y0:y1, x0:x1], cropped, boxes) for frame in frames]), boxes
+
+
+def _touched_from_outside(frames: np.ndarray, crop: Box) -> bool:
+    """Return whether any frame has a stroke-bright pixel in the one-pixel ring just outside `crop`."""
+    x0, y0, x1, y1 = crop
+    height, width = frames.shape[1:3]
+    ring = [frames[:, y, x0:x1] for y in (y0 - 1, y1) if 0 <= y < height]
+    ring += [frames[:, y0:y1, x] for x in (x0 - 1, x1) if 0 <= x < width]
+    return any((stroke_brightness(side) >= MIN_BRIGHTNESS).any() for side in ring)
+
+
+def cine_text_boxes(frames: np.ndarray, keep_mask: np.ndarray, beyond: np.ndarray | None = None) -> list[Box]:
+    """Return the union of every frame's text boxes (see :func:`detect_text_boxes`), top to bottom.
 
     Overlay text is usually static: masking each frame with the boxes found in any
     frame removes text that noise hid from the detector in some of them.
     """
-    keep = keep_mask.astype(bool)
-    boxes = sorted({box for frame in frames for box in detect_text_boxes(frame, keep)}, key=lambda b: (b[1], b[0]))
-    return np.stack([mask_boxes(frame, keep, boxes) for frame in frames]), boxes
+    return sorted({box for frame in frames for box in detect_text_boxes(frame, keep_mask, beyond)},
+                  key=lambda b: (b[1], b[0]))
 
 
 def require_scan_area(burned_in_annotation: str | None, keep_mask: np.ndarray) -> None:
