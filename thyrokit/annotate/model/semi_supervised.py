@@ -3,10 +3,16 @@
 It starts from a supervised model (trained on the labelled images alone) and fine-tunes
 it: a student goes on learning from labelled images as in supervised training, and from
 unlabelled ones: the teacher (an exponential moving average of the student) predicts each
-weakly augmented unlabelled image, and its confident pixels (and its pathology, where it
-sees a nodule) become soft targets for the student's prediction of a strongly augmented
-view of the same image. The teacher is the model returned: averaged weights predict more
-steadily.
+weakly augmented unlabelled image, and its confident pixels become soft targets for the
+student's prediction of a strongly augmented view of the same image. The teacher is the
+model returned: averaged weights predict more steadily.
+
+The pathology head learns from the labelled images alone. It reads the features under
+the predicted nodule, so better outlines help it too; the teacher's own pathology as a
+target did not: taught from a handful of malignant nodules (5-14 at 10-30% of the demo's
+labels), it moved held-out AUC by -0.51 to +0.16 from run to run (mean -0.01 over 2
+seeds x 2 label fractions x 3 held-out splits), where leaving it out moved it by -0.04 to
++0.08 (mean +0.01) and raised the Dice gain from +0.034 to +0.048.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from thyrokit.annotate.model.augment import strong_augment, weak_augment
 from thyrokit.annotate.model.config import ModelConfig
@@ -59,26 +64,20 @@ class SemiConfig:
 
 def consistency_loss(student: UNet, teacher: UNet, images: torch.Tensor, generator: torch.Generator,
                      semi: SemiConfig) -> torch.Tensor:
-    """Squared error of the student's strong-view probabilities against the teacher's weak-view ones.
+    """Squared error of the student's strong-view mask probabilities against the teacher's weak-view ones.
 
-    Pixels count where the teacher is confident (`pixel_threshold`); pathology counts on
-    images where the teacher sees a nodule. Soft targets, as in mean teacher: hard
-    FixMatch-style targets from a teacher trained on a few dozen labels taught the
-    student its mistakes and cost 0.1-0.3 validation Dice on the demo phantom.
+    Pixels count where the teacher is confident (`pixel_threshold`). Soft targets, as in
+    mean teacher: hard FixMatch-style targets from a teacher trained on a few dozen
+    labels taught the student its mistakes and cost 0.1-0.3 validation Dice on the demo
+    phantom.
     """
     weak, _ = weak_augment(images, None, generator)
     with torch.no_grad():
-        teacher_logits, teacher_logit = teacher(weak)
-        target = torch.sigmoid(teacher_logits)
-        target_malignant = torch.sigmoid(teacher_logit)
-    mask_logits, malignant_logit = student(strong_augment(weak, generator))
+        target = torch.sigmoid(teacher(weak)[0])
+    mask_logits, _ = student(strong_augment(weak, generator))
     confident = (torch.maximum(target, 1 - target) >= semi.pixel_threshold).float()
     squared = (torch.sigmoid(mask_logits) - target) ** 2
-    loss = (squared * confident).sum() / confident.sum().clamp(min=1.0)
-    seen = (target >= 0.5).flatten(1).any(dim=1)
-    if seen.any():
-        loss = loss + F.mse_loss(torch.sigmoid(malignant_logit[seen]), target_malignant[seen])
-    return loss
+    return (squared * confident).sum() / confident.sum().clamp(min=1.0)
 
 
 @contextlib.contextmanager
