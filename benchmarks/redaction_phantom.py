@@ -75,7 +75,7 @@ def is_caliper_mark(kind: str, text: str) -> bool:
 
 
 def ink_removed(stored: np.ndarray, raw: np.ndarray, ink: np.ndarray) -> bool:
-    """Return whether no pixel of the bool `ink` mask keeps its raw value in `stored` (all three in crop coordinates)."""
+    """Return whether no pixel of the bool `ink` mask keeps its raw value in `stored` (all in crop coordinates)."""
     return not (ink & (stored == raw)).any()
 
 
