@@ -136,6 +136,18 @@ def test_a_glyph_the_crop_edge_cuts_is_removed_with_the_rest_of_the_crop_untouch
     assert np.mean(stored[0] == image[crop]) > 0.998
 
 
+def test_a_glyph_the_crop_edge_cuts_is_removed_from_16_bit_frames_too():
+    frame = synthetic_frame(7, texts=0, calipers=0)
+    keep = np.zeros(frame.image.shape, dtype=bool)
+    keep[60:300, 100:400] = True
+    ink = np.zeros(frame.image.shape, dtype=np.uint8)
+    cv2.putText(ink, "2", (397, 200), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 255, 1, cv2.LINE_AA)
+    image = np.maximum(frame.image, ink).astype(np.uint16) * 16  # 12-bit data, as some scanners store it
+    stored, _ = redact_scan_area(image[None], keep)
+    inked = ink[60:300, 100:400] >= 128
+    assert stored.dtype == np.uint16 and inked.any() and not stored[0][inked].any()
+
+
 def test_frame_without_text_is_untouched_inside_scan_area():
     frame = synthetic_frame(3, texts=0, calipers=0)
     redacted, boxes = redact_burned_in_text(frame.image, frame.keep_mask)

@@ -570,11 +570,18 @@ def redact_scan_area(frames: np.ndarray, keep_mask: np.ndarray) -> tuple[np.ndar
 
 
 def _touched_from_outside(frames: np.ndarray, crop: Box) -> bool:
-    """Return whether any frame has a stroke-bright pixel in the one-pixel ring just outside `crop`."""
+    """Return whether any frame has a stroke-bright pixel in the one-pixel ring just outside `crop`.
+
+    A 16-bit frame is scaled by its own maximum, as :func:`detect_text_boxes` sees it.
+    """
     x0, y0, x1, y1 = crop
     height, width = frames.shape[1:3]
     ring = [frames[:, y, x0:x1] for y in (y0 - 1, y1) if 0 <= y < height]
     ring += [frames[:, y0:y1, x] for x in (x0 - 1, x1) if 0 <= x < width]
+    if frames.dtype != np.uint8:
+        tops = frames.reshape(len(frames), -1).max(axis=1).astype(np.float32)
+        scale = (255.0 / np.maximum(tops, 1.0)).reshape(-1, *[1] * (frames.ndim - 2))
+        ring = [np.clip(side * scale, 0, 255).astype(np.uint8) for side in ring]
     return any((stroke_brightness(side) >= MIN_BRIGHTNESS).any() for side in ring)
 
 
