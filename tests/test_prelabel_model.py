@@ -16,6 +16,7 @@ from thyrokit.annotate.model.metrics import average_precision, dice, iou, roc_au
 from thyrokit.annotate.model.predict import components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
 from thyrokit.annotate.model.semi_supervised import SemiConfig, frozen_batch_norm_statistics, train_semi_supervised
+from thyrokit.annotate.model.stages import compare_label_fractions
 from thyrokit.annotate.model.train import draw_batch, presence_loss, train_supervised
 from thyrokit.annotate.model.unet import UNet, masked_mean
 
@@ -242,6 +243,18 @@ def test_semi_supervised_training_fine_tunes_a_copy_of_the_supervised_model(trai
     assert any(not torch.equal(value, start[key]) for key, value in tuned.state_dict().items())
     assert all(torch.equal(value, start[key]) for key, value in trained.state_dict().items())
     assert not tuned.training and not any(p.requires_grad for p in tuned.parameters())
+
+
+def test_the_label_fraction_report_gives_the_supervised_model_the_same_fine_tuning_steps():
+    # With every train image labelled there is nothing unlabelled to learn from: the two
+    # models then differ only if the supervised one was trained fewer steps.
+    train = blob_examples(12, seed=4)
+    short = dataclasses.replace(TINY, steps=60)
+    report = compare_label_fractions(short, SemiConfig(steps=30, ramp=2), train, list(range(12)),
+                                     blob_examples(6, seed=5), [1.0], CPU)["labels_100pct"]
+    assert report["n_labelled"] == 12
+    for metric in ("dice", "auc", "nodule_dice", "false_nodule_rate"):
+        np.testing.assert_equal(report[f"{metric}_supervised"], report[f"{metric}_semi_supervised"], metric)
 
 
 def test_a_false_nodule_on_an_empty_image_costs_as_much_as_a_missed_one():

@@ -112,15 +112,19 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
     """Validation Dice and AUC of supervised-only vs semi-supervised training at each label fraction.
 
     A fraction keeps that share of the human-labelled train images (see
-    :func:`fraction_subsets`); every other train image is unlabelled. The
-    semi-supervised model is the supervised one fine-tuned with the unlabelled images.
+    :func:`fraction_subsets`); every other train image is unlabelled. Both models start
+    from one supervised model of the kept labels and are fine-tuned the same
+    `semi.steps` steps in the same way, the semi-supervised one with the unlabelled
+    images and the supervised one without them: a gain is the unlabelled images'
+    doing, not that of the extra steps.
     """
     results = {}
     for fraction, keep in fraction_subsets(labelled, fractions, config.seed).items():
         rest = sorted(set(range(len(train))) - set(keep))
         subset = train.subset(keep)
-        supervised = train_supervised(config, subset, device)
-        semi_supervised = train_semi_supervised(config, semi, supervised, subset, train.subset(rest).unlabelled(),
+        start = train_supervised(config, subset, device)
+        supervised = train_semi_supervised(config, semi, start, subset, train.subset([]).unlabelled(), device)
+        semi_supervised = train_semi_supervised(config, semi, start, subset, train.subset(rest).unlabelled(),
                                                 device)
         scores = {name: validation_scores(model, validation, config, device)
                   for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
