@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from thyrokit.annotate.model.augment import strong_augment, weak_augment
+from thyrokit.annotate.model.augment import cut_mix, strong_augment, weak_augment
 from thyrokit.annotate.model.config import ModelConfig, read_config, write_config
 from thyrokit.annotate.model.dataset import Examples, resize_back, to_grey
 from thyrokit.annotate.model.evaluate import evaluate
@@ -68,6 +68,22 @@ def test_strong_augmentation_is_seeded_and_stays_in_range():
     again = strong_augment(image, torch.Generator().manual_seed(5))
     assert torch.equal(first, again) and first.min() >= 0 and first.max() <= 1
     assert not torch.equal(first, image)
+
+
+def test_cut_mix_pastes_one_box_of_each_image_and_the_same_box_of_its_target_over_the_previous():
+    images = torch.arange(1.0, 5.0).view(4, 1, 1, 1).expand(4, 1, 40, 40).clone()  # image i is all i + 1
+    targets = images / 10
+    mixed, mixed_targets = cut_mix(images, targets, torch.Generator().manual_seed(2), area=(0.25, 0.5))
+    assert torch.equal(mixed_targets, mixed / 10)  # the target is cut exactly as its image
+    for index in range(4):
+        own = mixed[index, 0] == index + 1
+        rows, columns = own.any(dim=1).nonzero(), own.any(dim=0).nonzero()
+        box = (rows.max() - rows.min() + 1) * (columns.max() - columns.min() + 1)
+        assert own.sum() == box  # one solid box of its own pixels ...
+        assert 0.2 <= box / own.numel() <= 0.55  # ... of about the share asked for
+        assert set(mixed[index, 0][~own].unique().tolist()) == {float((index - 1) % 4 + 1)}  # the rest: image i - 1
+    again = cut_mix(images, targets, torch.Generator().manual_seed(2), area=(0.25, 0.5))[0]
+    assert torch.equal(again, mixed)
 
 
 def test_training_lowers_the_loss_and_beats_chance_dice(trained):

@@ -1,8 +1,10 @@
-"""Weak (geometric) and strong (photometric) augmentations of image batches, in torch.
+"""Weak (geometric) and strong (photometric) augmentations of image batches, and CutMix, in torch.
 
 Weak augmentations move pixels, so they are applied to an image and its mask alike.
 Strong ones change only intensities and blank out a patch, so a mask or pseudolabel
 made on the weak view still lines up with the strong view (FixMatch's pairing).
+CutMix pastes a box of one image over another, and the same box of its target over
+the other's target, so the pair still lines up too.
 Every random draw comes from the `generator` passed in, so a seed fixes them all.
 """
 
@@ -56,3 +58,24 @@ def strong_augment(image: torch.Tensor, generator: torch.Generator) -> torch.Ten
     for index, (row, col) in enumerate(zip(rows, cols)):
         out[index, :, row:row + side, col:col + side] = mean[index]
     return out
+
+
+def cut_mix(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
+            area: tuple[float, float] = (0.25, 0.5)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste a random box of each image and its target over the previous image's and target's in the batch.
+
+    Each box has the image's aspect ratio and covers a share of it drawn from `area`;
+    image ``i`` gives the box, image ``i - 1`` (cyclically) the rest.
+    """
+    batch, _, height, width = images.shape
+    side = _uniform((batch,), area[0], area[1], generator, torch.device("cpu")).sqrt()
+    box_height, box_width = (side * height).round().long(), (side * width).round().long()
+    top = (torch.rand(batch, generator=generator) * (height - box_height + 1)).long()
+    left = (torch.rand(batch, generator=generator) * (width - box_width + 1)).long()
+    rows = torch.arange(height).view(1, height, 1)
+    columns = torch.arange(width).view(1, 1, width)
+    inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + box_height).view(-1, 1, 1))
+              & (columns >= left.view(-1, 1, 1)) & (columns < (left + box_width).view(-1, 1, 1)))
+    inside = inside.unsqueeze(1).to(images.device)
+    rest = torch.roll(torch.arange(batch, device=images.device), 1)
+    return torch.where(inside, images, images[rest]), torch.where(inside, targets, targets[rest])
