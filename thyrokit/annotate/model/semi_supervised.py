@@ -11,10 +11,11 @@ teacher is the model returned: averaged weights predict more steadily.
 CutMix makes the consistency target hard enough to teach a segmentation model (French et
 al., "Semi-supervised semantic segmentation needs strong, varied perturbations", BMVC
 2020): a box edge through a nodule, or a nodule pasted into other tissue, must not fool
-the student. Scored on the demo phantom's validation, test and external images together,
-against the same fine-tuning without unlabelled images (4 seeds): at 30% of the labels
-it won 4 of 4 (+0.015 Dice on average) where the plain strong views won 2 of 4 (+0.008);
-at 10% both are within the seed noise (-0.009 and -0.014, spread 0.03-0.05).
+the student. Against the same fine-tuning without unlabelled images, scored on the demo
+phantom's validation, test and external images over 4 seeds, at 30% of the labels it won
+4 of 4 seeds (+0.015 Dice on average) where plain strong views won 2 of 4 (+0.008), and 3
+of 4 (+0.010) in ``benchmarks/semi_supervised_gain.py``. At 10% both are within the seed
+noise (mean -0.01, spread 0.03-0.05): the unlabelled images help little on the phantom.
 
 The pathology head learns from the labelled images alone. It reads the features under
 the predicted nodule, so better outlines help it too; the teacher's own pathology as a
