@@ -1,7 +1,7 @@
 """Labels needed to reach a target Dice: annotating in uncertainty order vs random order.
 
 An annotator is simulated by the synthetic set's ground truth: each round trains the
-pre-label model from scratch on the images labelled so far, scores validation Dice,
+pre-label model from scratch on the images labelled so far, scores held-out Dice,
 and "labels" the next batch, either the pool images the model is least sure of
 (thyrokit's annotation order: each patient's most uncertain image before any
 patient's second) or a random batch. Images vary in contrast, so some are
@@ -11,18 +11,24 @@ clear and some ambiguous, as in real ultrasound.
 
 With ``--images`` and ``--labels`` (the split stage's images.parquet and the labels
 stage's folder) it runs on real data instead, e.g. the demo phantom: the pool is the
-human-labelled train images, whose labels the simulated annotator reveals, and
-validation is the human-labelled validation images.
+human-labelled train images, whose labels the simulated annotator reveals, and the
+model is the pre-label stage's (the ``prelabel`` section of ``--params``; ``--steps``
+sets its training length). It is scored on the human-labelled validation images, or
+on several held-out splits pooled (``--held-out validation --held-out test --held-out
+external``), whose noise is smaller; the stages never score on test or external.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 import numpy as np
+import polars as pl
 import torch
 
+from thyrokit.annotate.model.commands import model_config
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, load_examples
 from thyrokit.annotate.model.inputs import read_inputs
@@ -47,11 +53,13 @@ def varied_blobs(count: int, size: int, seed: int) -> Examples:
                     torch.tensor(malignant, dtype=torch.float32))
 
 
-def labelled_sets(images_table: Path, labels_dir: Path, size: int) -> tuple[Examples, Examples]:
-    """The human-labelled train images (the pool) and validation images of a pipeline run."""
+def labelled_sets(images_table: Path, labels_dir: Path, size: int,
+                  held_out: tuple[str, ...] = ("validation",)) -> tuple[Examples, Examples]:
+    """The human-labelled train images (the pool) and held-out images of a pipeline run."""
     inputs = read_inputs(images_table, labels_dir)
-    pool, validation = (load_examples(inputs.labelled_in(split), inputs.images_dir, size, inputs.nodules,
-                                      inputs.labels_dir)[0] for split in ("train", "validation"))
+    pool, validation = (load_examples(table, inputs.images_dir, size, inputs.nodules, inputs.labels_dir)[0]
+                        for table in (inputs.labelled_in("train"),
+                                      pl.concat([inputs.labelled_in(split) for split in held_out])))
     return pool, validation
 
 
@@ -98,7 +106,7 @@ def plot(curves: dict[str, list[tuple[int, float]]], target: float, path: Path) 
     for name, curve in curves.items():
         axes.plot(*zip(*curve), marker="o", label=name)
     axes.axhline(target, color="grey", linestyle="--", label=f"target Dice {target}")
-    axes.set(xlabel="labelled images", ylabel="validation Dice (images with a nodule)",
+    axes.set(xlabel="labelled images", ylabel="held-out Dice (images with a nodule)",
              title="Active learning: labels vs Dice")
     axes.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,39 +119,51 @@ def plot(curves: dict[str, list[tuple[int, float]]], target: float, path: Path) 
 @click.option("--start", default=4, show_default=True, help="labels before the first round")
 @click.option("--batch", default=4, show_default=True, help="labels added per round")
 @click.option("--rounds", default=6, show_default=True)
-@click.option("--target", default=0.7, show_default=True, help="validation Dice to reach")
+@click.option("--target", default=0.7, show_default=True, help="held-out nodule Dice to reach")
 @click.option("--steps", default=200, show_default=True, help="training steps per round")
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="prelabel model settings, for --images")
+@click.option("--held-out", "held_out", multiple=True, default=("validation",), show_default=True,
+              type=click.Choice(["validation", "test", "external"]),
+              help="labelled splits pooled to score the rounds, for --images (repeat it)")
 @click.option("--repeats", default=2, show_default=True, help="seeds averaged")
+@click.option("--first-seed", default=0, show_default=True, help="seeds run first-seed .. first-seed + repeats - 1")
 @click.option("--images", "images_table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="split images.parquet of a pipeline run (default: synthetic blobs)")
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="labels stage folder of that run")
-@click.option("--size", default=None, type=int, help="model input side; default 32 synthetic, 64 real")
+@click.option("--size", default=None, type=int, help="model input side; default 32 synthetic, prelabel.size real")
 @click.option("--out", default="benchmarks/out/active_learning.png", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path))
 def main(pool_size: int, validation_size: int, start: int, batch: int, rounds: int, target: float,
-         steps: int, repeats: int, images_table: Path | None, labels_dir: Path | None, size: int | None,
-         out: Path) -> None:
+         steps: int, repeats: int, first_seed: int, params_path: Path, held_out: tuple[str, ...],
+         images_table: Path | None, labels_dir: Path | None, size: int | None, out: Path) -> None:
     """Print labels-to-target for uncertainty vs random order and save the curves."""
     if (images_table is None) != (labels_dir is None):
         raise click.UsageError("--images and --labels go together")
     torch.set_num_threads(1)
     device = pick_device()
-    size = size or (64 if images_table else 32)
-    real = labelled_sets(images_table, labels_dir, size) if images_table else None
-    if real:
-        click.echo(f"pool {len(real[0])} labelled train images, {len(real[1])} validation images")
+    if images_table:
+        base = dataclasses.replace(model_config(params_path), steps=steps)
+        base = dataclasses.replace(base, size=size or base.size)
+        real = labelled_sets(images_table, labels_dir, base.size, held_out)
+        click.echo(f"pool {len(real[0])} labelled train images, {len(real[1])} held-out images "
+                   f"({', '.join(held_out)})")
+    else:
+        size = size or 32
+        base = ModelConfig(size=size, channels=8, depth=2 if size < 64 else 3, steps=steps, batch_size=8,
+                           mc_samples=4)
+        real = None
     curves: dict[str, list[list[tuple[int, float]]]] = {"uncertainty": [], "random": []}
-    for seed in range(repeats):
-        config = ModelConfig(size=size, channels=8, depth=2 if size < 64 else 3, steps=steps, batch_size=8,
-                             seed=seed, mc_samples=4)
+    for seed in range(first_seed, first_seed + repeats):
+        config = dataclasses.replace(base, seed=seed)
         pool, validation = real or (varied_blobs(pool_size, size, 100 + seed),
                                     varied_blobs(validation_size, size, 900 + seed))
         for strategy in curves:
             curves[strategy].append(learning_curve(strategy, pool, validation, config, start, batch, rounds, device))
     mean = {name: [(runs[0][i][0], float(np.mean([run[i][1] for run in runs]))) for i in range(rounds + 1)]
             for name, runs in curves.items()}
-    click.echo(f"device {device}; mean validation Dice over {repeats} seed(s)")
+    click.echo(f"device {device}; mean held-out nodule Dice over {repeats} seed(s)")
     click.echo("labels  " + "  ".join(f"{name:>11}" for name in mean))
     for i in range(rounds + 1):
         click.echo(f"{mean['random'][i][0]:>6}  " + "  ".join(f"{mean[name][i][1]:>11.3f}" for name in mean))
