@@ -25,7 +25,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-import polars as pl
 import torch
 
 from thyrokit.annotate.model.commands import model_config
@@ -57,9 +56,8 @@ def labelled_sets(images_table: Path, labels_dir: Path, size: int,
                   held_out: tuple[str, ...] = ("validation",)) -> tuple[Examples, Examples]:
     """The human-labelled train images (the pool) and held-out images of a pipeline run."""
     inputs = read_inputs(images_table, labels_dir)
-    pool, validation = (load_examples(table, inputs.images_dir, size, inputs.nodules, inputs.labels_dir)[0]
-                        for table in (inputs.labelled_in("train"),
-                                      pl.concat([inputs.labelled_in(split) for split in held_out])))
+    pool, validation = (load_examples(inputs.labelled_in(*splits), inputs.images_dir, size, inputs.nodules,
+                                      inputs.labels_dir)[0] for splits in (("train",), held_out))
     return pool, validation
 
 
@@ -144,8 +142,8 @@ def main(pool_size: int, validation_size: int, start: int, batch: int, rounds: i
     torch.set_num_threads(1)
     device = pick_device()
     if images_table:
-        base = dataclasses.replace(model_config(params_path), steps=steps)
-        base = dataclasses.replace(base, size=size or base.size)
+        stage = model_config(params_path)
+        base = dataclasses.replace(stage, steps=steps, size=size or stage.size)
         real = labelled_sets(images_table, labels_dir, base.size, held_out)
         click.echo(f"pool {len(real[0])} labelled train images, {len(real[1])} held-out images "
                    f"({', '.join(held_out)})")

@@ -23,9 +23,9 @@ class StageInputs:
     labels_dir: Path
     labelled: frozenset[str]
 
-    def labelled_in(self, split: str) -> pl.DataFrame:
-        """Images of `split` that carry human labels (with or without a nodule)."""
-        return self.images.filter((pl.col("split") == split) & pl.col("image_id").is_in(list(self.labelled)))
+    def labelled_in(self, *splits: str) -> pl.DataFrame:
+        """Images of the `splits` that carry human labels (with or without a nodule)."""
+        return self.images.filter(pl.col("split").is_in(list(splits)) & pl.col("image_id").is_in(list(self.labelled)))
 
     def unlabelled(self, split: str | None = None) -> pl.DataFrame:
         """Images without human labels, of one split or (None) of all."""
