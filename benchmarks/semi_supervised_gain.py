@@ -77,7 +77,8 @@ def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int, fi
         click.echo(f"seed {seed}: {run}")
     click.echo(f"\n{len(labelled)} labelled train images, {len(held)} held-out images ({', '.join(held_out)}), "
                f"{seeds} seeds, device {device}")
-    click.echo("| labels | metric | supervised | supervised from scratch, same steps | semi-supervised | semi wins (over each) |")
+    click.echo("| labels | metric | supervised | supervised from scratch, same steps | semi-supervised "
+               "| semi wins (over each) |")
     click.echo("|---|---|---|---|---|---|")
     for key in runs[0]:
         for metric in COMPARED:
