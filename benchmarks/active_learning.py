@@ -29,10 +29,11 @@ import torch
 
 from thyrokit.annotate.model.commands import model_config
 from thyrokit.annotate.model.config import ModelConfig
-from thyrokit.annotate.model.dataset import Examples, load_examples
+from thyrokit.annotate.model.dataset import Examples
 from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.evaluate import evaluate
 from thyrokit.annotate.model.predict import Prediction, predict, rank_by_uncertainty
+from thyrokit.annotate.model.stages import read_examples
 from thyrokit.annotate.model.synthetic import blob_image
 from thyrokit.annotate.model.train import train_supervised
 from thyrokit.device import pick_device
@@ -52,12 +53,12 @@ def varied_blobs(count: int, size: int, seed: int) -> Examples:
                     torch.tensor(malignant, dtype=torch.float32))
 
 
-def labelled_sets(images_table: Path, labels_dir: Path, size: int,
+def labelled_sets(images_table: Path, labels_dir: Path, config: ModelConfig,
                   held_out: tuple[str, ...] = ("validation",)) -> tuple[Examples, Examples]:
     """The human-labelled train images (the pool) and held-out images of a pipeline run."""
     inputs = read_inputs(images_table, labels_dir)
-    pool, validation = (load_examples(inputs.labelled_in(*splits), inputs.images_dir, size, inputs.nodules,
-                                      inputs.labels_dir)[0] for splits in (("train",), held_out))
+    pool, validation = (read_examples(inputs, inputs.labelled_in(*splits), config)[0]
+                        for splits in (("train",), held_out))
     return pool, validation
 
 
@@ -144,7 +145,7 @@ def main(pool_size: int, validation_size: int, start: int, batch: int, rounds: i
     if images_table:
         stage = model_config(params_path)
         base = dataclasses.replace(stage, steps=steps, size=size or stage.size)
-        real = labelled_sets(images_table, labels_dir, base.size, held_out)
+        real = labelled_sets(images_table, labels_dir, base, held_out)
         click.echo(f"pool {len(real[0])} labelled train images, {len(real[1])} held-out images "
                    f"({', '.join(held_out)})")
     else:

@@ -1,7 +1,8 @@
 """Pre-label model inference speed: images/s on CPU, and on CUDA when present.
 
 Measures the network as the prelabel stage runs it (batches of 32, a plain pass and
-MC-dropout passes), on random images, for the params' model size and a larger one.
+MC-dropout passes, the pathology head cropping the detail image), on random images, for
+the params' model size and a larger one.
 
     python benchmarks/prelabel_inference.py --images 256
 """
@@ -20,9 +21,11 @@ from thyrokit.annotate.model.train import build_model
 
 
 def images_per_second(config: ModelConfig, count: int, device: torch.device, mc_samples: int) -> float:
-    """Images/s of :func:`predict` for `count` random images of the config's size."""
+    """Images/s of :func:`predict` for `count` random images of the config's sizes (network and detail)."""
     examples = Examples([f"i{i}" for i in range(count)],
-                        torch.randint(0, 256, (count, 1, config.size, config.size), dtype=torch.uint8))
+                        torch.randint(0, 256, (count, 1, config.size, config.size), dtype=torch.uint8),
+                        detail=torch.randint(0, 256, (count, 1, config.detail_size, config.detail_size),
+                                             dtype=torch.uint8))
     model = build_model(config).to(device)
     predict(model, examples.subset(list(range(min(count, 32)))), device, mc_samples)  # warm-up
     if device.type == "cuda":

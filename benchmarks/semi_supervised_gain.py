@@ -28,7 +28,6 @@ import polars as pl
 import torch
 
 from thyrokit.annotate.model.commands import model_config
-from thyrokit.annotate.model.dataset import load_examples
 from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.semi_supervised import SemiConfig
 from thyrokit.annotate.model.stages import (COMPARED, compare_label_fractions, fraction_key, fraction_subsets,
@@ -58,11 +57,9 @@ def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int, fi
     params.pop("min_confidence", None)
     semi = SemiConfig.from_dict(params)
     inputs = read_inputs(images_table, labels_dir)
-    train, _ = load_examples(inputs.images.filter(pl.col("split") == "train"), inputs.images_dir, config.size,
-                             inputs.nodules, inputs.labels_dir)
+    train, _ = read_examples(inputs, inputs.images.filter(pl.col("split") == "train"), config)
     labelled = [i for i, image_id in enumerate(train.image_ids) if image_id in inputs.labelled]
-    held, _ = load_examples(inputs.labelled_in(*held_out), inputs.images_dir, config.size, inputs.nodules,
-                            inputs.labels_dir)
+    held, _ = read_examples(inputs, inputs.labelled_in(*held_out), config)
     device = pick_device()
     runs = []
     for seed in range(first_seed, first_seed + seeds):

@@ -17,8 +17,9 @@ from thyrokit.annotate.model.predict import components, predict, rank_by_uncerta
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
 from thyrokit.annotate.model.semi_supervised import SemiConfig, frozen_batch_norm_statistics, train_semi_supervised
 from thyrokit.annotate.model.stages import compare_label_fractions
-from thyrokit.annotate.model.train import draw_batch, presence_loss, train_supervised
-from thyrokit.annotate.model.unet import UNet, masked_mean
+from thyrokit.annotate.model.train import draw_batch, pathology_weights, presence_loss, train_supervised
+from thyrokit.annotate.model.roi_head import crop_box, nodule_box
+from thyrokit.annotate.model.unet import UNet
 
 CPU = torch.device("cpu")
 TINY = ModelConfig(size=32, channels=8, depth=2, steps=100, batch_size=8, threads=1, mc_samples=4)
@@ -94,6 +95,7 @@ def test_training_lowers_the_loss_and_beats_chance_dice(trained):
     # Chance: call every pixel a nodule.
     chance = np.mean([dice(np.ones((32, 32)), m) for m in validation.masks[:, 0].numpy()])
     assert scores["dice"] > chance + 0.4, scores
+    assert scores["auc"] > 0.9, scores  # malignant blobs are dark and irregular, benign ones bright and round
     assert set(scores) == {"dice", "nodule_dice", "false_nodule_rate", "iou", "box_ap50", "auc", "n_images"}
 
 
@@ -169,7 +171,7 @@ class Oracle(torch.nn.Module):
         super().__init__()
         self.sign = sign
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return 40 * (image - 0.5), self.sign * 40 * (image[:, 0, 0, 0] - 0.5)
 
 
@@ -217,14 +219,41 @@ def test_batches_draw_every_patient_equally_often():
     assert share_of_cine == pytest.approx(1 / 5, abs=0.03)  # per image it would be 20/24
 
 
-def test_pathology_reads_the_nodule_not_the_rest_of_the_frame():
-    features = torch.zeros(2, 3, 8, 8)
-    features[:, :, 2:4, 2:4] = 5.0     # the nodule's features
-    features[1, :, 6:, 6:] = 100.0     # something far from it, in the second image only
-    nodule = torch.zeros(2, 1, 16, 16)
-    nodule[:, :, 4:8, 4:8] = 1.0       # the predicted nodule, at twice the feature map's side
-    pooled = masked_mean(features, nodule)
-    assert torch.allclose(pooled, torch.full((2, 3), 5.0))
+def test_nodule_batches_draw_benign_and_malignant_alike_each_patient_alike_and_never_an_unknown():
+    malignant = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, float("nan"), float("nan")])
+    groups = ["a", "b", "b", "b", "c", "d", "e"]   # patient b: a clip of three benign frames
+    examples = Examples([f"img{i}" for i in range(7)], torch.zeros(7, 1, 8, 8, dtype=torch.uint8),
+                        torch.ones(7, 1, 8, 8, dtype=torch.uint8), malignant, groups)
+    weights = pathology_weights(examples)
+    assert weights.tolist() == pytest.approx([0.5, 1 / 12, 1 / 12, 1 / 12, 0.25, 0.0, 0.0])
+
+
+def test_the_pathology_crop_holds_the_nodule_and_its_rim_and_nothing_far_from_it():
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 20:30, 40:50] = 1.0            # a 10 px nodule right of centre, above it
+    box = nodule_box(mask)
+    assert torch.allclose(box[:, :2], torch.tensor([[(45 - 32) / 32, (25 - 32) / 32]] * 2), atol=1e-3)
+    crop = crop_box(mask, box, 32)[:, 0]
+    inside = crop > 0.5
+    rows, columns = inside.any(dim=2), inside.any(dim=1)
+    assert rows[:, :4].sum() == 0 and rows[:, -4:].sum() == 0 and columns[:, :4].sum() == 0  # a rim all round
+    assert 0.2 < inside.float().mean() < 0.6  # the nodule fills a good part of the crop
+    image = mask.clone()
+    image[1, :, 50:, :10] = 1.0              # something bright far away, in the second image only
+    crops = crop_box(image, box, 32)
+    assert torch.equal(crops[0], crops[1])
+    whole = nodule_box(torch.zeros(1, 1, 64, 64))  # no nodule at all: the whole frame
+    assert torch.allclose(whole, torch.tensor([[0.0, 0.0, 1.0]]), atol=1e-3)
+
+
+def test_the_pathology_crop_cuts_the_same_region_out_of_the_image_at_any_size():
+    ramp = torch.linspace(0, 1, 256).view(1, 1, 1, 256).expand(1, 1, 256, 256)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[:, :, 8:24, 30:40] = 1.0
+    box = nodule_box(mask)
+    fine = crop_box(ramp, box, 16)
+    coarse = crop_box(torch.nn.functional.interpolate(ramp, size=64, mode="area"), box, 16)
+    assert (fine - coarse).abs().max() < 0.02
 
 
 def test_each_patients_most_uncertain_image_ranks_before_any_second_one():
@@ -292,7 +321,7 @@ def test_a_false_nodule_on_an_empty_image_costs_as_much_as_a_missed_one():
 class AlwaysSeesANodule(torch.nn.Module):
     """A 'model' that outlines the same square on every image, whatever it shows."""
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.full_like(image, -20.0)
         logits[:, :, 6:10, 6:10] = 20.0
         return logits, torch.zeros(image.shape[0])

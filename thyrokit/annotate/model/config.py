@@ -29,6 +29,8 @@ class ModelConfig:
     mc_samples: int = 8             # stochastic forward passes for the uncertainty score
     threshold: float = 0.5          # foreground probability that makes a mask pixel
     min_area: int = 8               # smallest component, in image pixels, kept as a nodule
+    detail_size: int = 256          # side of the finer copy of each image the pathology head crops; 0 = none
+    roi_size: int = 32              # side of the pathology head's crop around the nodule
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":

@@ -24,6 +24,7 @@ class Examples:
     dataset of thousands stays small in memory; ``malignant`` is 1.0, 0.0 or NaN
     (pathology unknown, or no nodule) per image. ``groups`` names each image's patient
     where known: the frames of one cine clip are one patient's, not many independent cases.
+    ``detail`` holds the same images at a finer size ``(N, 1, D, D)``, for the pathology head.
     """
 
     image_ids: list[str]
@@ -31,6 +32,7 @@ class Examples:
     masks: torch.Tensor | None = None
     malignant: torch.Tensor | None = None
     groups: list[str] | None = None
+    detail: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -44,11 +46,12 @@ class Examples:
             masks=None if self.masks is None else self.masks[index],
             malignant=None if self.malignant is None else self.malignant[index],
             groups=None if self.groups is None else [self.groups[i] for i in indices],
+            detail=None if self.detail is None else self.detail[index],
         )
 
     def unlabelled(self) -> "Examples":
         """Return the same images without their labels."""
-        return Examples(image_ids=self.image_ids, images=self.images, groups=self.groups)
+        return Examples(image_ids=self.image_ids, images=self.images, groups=self.groups, detail=self.detail)
 
     def weights(self) -> torch.Tensor:
         """Return each image's weight, 1 / (images of its patient): every patient counts once."""
@@ -145,9 +148,12 @@ def malignancy(nodules: pl.DataFrame, image_ids: list[str]) -> torch.Tensor:
 
 
 def load_examples(images: pl.DataFrame, table_dir: str | os.PathLike, size: int,
-                  nodules: pl.DataFrame | None = None,
-                  nodule_dir: str | os.PathLike | None = None) -> tuple[Examples, list[str]]:
-    """Read and resize `images` (with their labels when `nodules` is given); return them and problems."""
+                  nodules: pl.DataFrame | None = None, nodule_dir: str | os.PathLike | None = None,
+                  detail_size: int = 0) -> tuple[Examples, list[str]]:
+    """Read and resize `images` (with their labels when `nodules` is given); return them and problems.
+
+    With a `detail_size`, each image is also kept at that finer size (Examples.detail).
+    """
     images = images.sort("image_id")
     pixels = read_images(images, table_dir)
     problems = [value for value in pixels.values() if isinstance(value, str)]
@@ -156,9 +162,11 @@ def load_examples(images: pl.DataFrame, table_dir: str | os.PathLike, size: int,
     if not image_ids:
         return Examples(image_ids=[], images=torch.zeros(0, 1, size, size, dtype=torch.uint8)), problems
     stack = np.stack([resize_image(good[i], size) for i in image_ids])[:, None]
+    detail = torch.from_numpy(np.stack([resize_image(good[i], detail_size) for i in image_ids])[:, None]) \
+        if detail_size else None
     groups = patients_of(images, image_ids)
     if nodules is None:
-        return Examples(image_ids=image_ids, images=torch.from_numpy(stack), groups=groups), problems
+        return Examples(image_ids=image_ids, images=torch.from_numpy(stack), groups=groups, detail=detail), problems
     shapes = {i: good[i].shape[:2] for i in image_ids}
     masks = union_masks(nodules, nodule_dir if nodule_dir is not None else table_dir, shapes)
     mask_stack = np.stack([resize_mask(masks[i], size) for i in image_ids])[:, None]
@@ -168,6 +176,7 @@ def load_examples(images: pl.DataFrame, table_dir: str | os.PathLike, size: int,
         masks=torch.from_numpy(mask_stack),
         malignant=malignancy(nodules, image_ids),
         groups=groups,
+        detail=detail,
     ), problems
 
 

@@ -52,10 +52,11 @@ def predict(model: UNet, examples: Examples, device: torch.device, mc_samples: i
     probabilities, malignant = [], []
     for start in range(0, len(examples), batch_size):
         images = as_float(examples.images[start:start + batch_size], device)
+        detail = None if examples.detail is None else as_float(examples.detail[start:start + batch_size], device)
         mask_sum = torch.zeros_like(images[:, 0])
         malignant_sum = torch.zeros(images.shape[0], device=device)
         for _ in range(samples):
-            mask_logits, malignant_logit = model(images)
+            mask_logits, malignant_logit = model(images, detail)
             mask_sum += torch.sigmoid(mask_logits[:, 0])
             malignant_sum += torch.sigmoid(malignant_logit)
         probabilities.append((mask_sum / samples).cpu().numpy())

@@ -34,12 +34,21 @@ class StageResult:
     problems: list[str]
 
 
-def predict_chunks(model: UNet, images: pl.DataFrame, images_dir: Path, config: ModelConfig,
+def read_examples(inputs: StageInputs, images: pl.DataFrame, config: ModelConfig,
+                  labelled: bool = True) -> tuple[Examples, list[str]]:
+    """Read `images` at the model's sizes, with their human labels unless `labelled` is False."""
+    if not labelled:
+        return load_examples(images, inputs.images_dir, config.size, detail_size=config.detail_size)
+    return load_examples(images, inputs.images_dir, config.size, inputs.nodules, inputs.labels_dir,
+                         config.detail_size)
+
+
+def predict_chunks(model: UNet, inputs: StageInputs, images: pl.DataFrame, config: ModelConfig,
                    device: torch.device, mc_samples: int, problems: list[str]) -> Iterator[Prediction]:
     """Read and predict `images` a chunk at a time; append unreadable ones to `problems`."""
     images = images.sort("image_id")
     for start in range(0, images.height, CHUNK):
-        examples, skipped = load_examples(images.slice(start, CHUNK), images_dir, config.size)
+        examples, skipped = read_examples(inputs, images.slice(start, CHUNK), config, labelled=False)
         problems.extend(skipped)
         yield predict(model, examples, device, mc_samples=mc_samples, seed=config.seed + start)
 
@@ -47,12 +56,10 @@ def predict_chunks(model: UNet, images: pl.DataFrame, images_dir: Path, config: 
 def run_prelabel(inputs: StageInputs, config: ModelConfig, device: torch.device, model_dir: Path,
                  out_dir: Path, log: StepLog | None = None) -> StageResult:
     """Train on human-labelled train images; predict and rank every image without human labels."""
-    train, problems = load_examples(inputs.labelled_in("train"), inputs.images_dir, config.size,
-                                    inputs.nodules, inputs.labels_dir)
+    train, problems = read_examples(inputs, inputs.labelled_in("train"), config)
     model = train_supervised(config, train, device, log)
     version = save_model(model, config, model_dir, "prelabel")
-    validation, skipped = load_examples(inputs.labelled_in("validation"), inputs.images_dir, config.size,
-                                        inputs.nodules, inputs.labels_dir)
+    validation, skipped = read_examples(inputs, inputs.labelled_in("validation"), config)
     problems += skipped
     scored = predict(model, validation, device, config.mc_samples, seed=config.seed)
 
@@ -66,7 +73,7 @@ def run_prelabel(inputs: StageInputs, config: ModelConfig, device: torch.device,
             yield chunk
 
     unlabelled = inputs.unlabelled()
-    chunks = predict_chunks(model, unlabelled, inputs.images_dir, config, device, config.mc_samples, problems)
+    chunks = predict_chunks(model, inputs, unlabelled, config, device, config.mc_samples, problems)
     nodules = write_nodules(recorded(chunks), unlabelled, out_dir, label_source="prediction",
                             annotator=f"model:{version}", threshold=config.threshold,
                             min_area=config.min_area)
@@ -146,11 +153,10 @@ def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, 
     and the model it started from.
     """
     train_images = inputs.images.filter(pl.col("split") == "train")
-    train, problems = load_examples(train_images, inputs.images_dir, config.size, inputs.nodules, inputs.labels_dir)
+    train, problems = read_examples(inputs, train_images, config)
     labelled = [i for i, image_id in enumerate(train.image_ids) if image_id in inputs.labelled]
     others = [i for i, image_id in enumerate(train.image_ids) if image_id not in inputs.labelled]
-    validation, skipped = load_examples(inputs.labelled_in("validation"), inputs.images_dir, config.size,
-                                        inputs.nodules, inputs.labels_dir)
+    validation, skipped = read_examples(inputs, inputs.labelled_in("validation"), config)
     problems += skipped
     comparison = compare_label_fractions(config, semi, train, labelled, validation, fractions, device) \
         if len(validation) and labelled else {}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from thyrokit.annotate.model.augment import weak_augment
+from thyrokit.annotate.model.augment import draw_weak
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, as_float
 from thyrokit.annotate.model.unet import UNet
@@ -29,7 +29,7 @@ def seed_everything(seed: int, threads: int = 0) -> torch.Generator:
 
 def build_model(config: ModelConfig) -> UNet:
     """Return a freshly initialised network of the configured shape."""
-    return UNet(channels=config.channels, depth=config.depth, dropout=config.dropout)
+    return UNet(channels=config.channels, depth=config.depth, dropout=config.dropout, roi_size=config.roi_size)
 
 
 @torch.no_grad()
@@ -59,14 +59,6 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     return 1 - (2 * overlap + 1) / (prob.sum() + target.sum() + 1)
 
 
-def pathology_loss(logit: torch.Tensor, malignant: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy on the images whose pathology is known (zero if none is)."""
-    known = ~torch.isnan(malignant)
-    if not known.any():
-        return logit.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logit[known], malignant[known])
-
-
 def presence_logit(mask_logits: torch.Tensor) -> torch.Tensor:
     """Per image, the logit that it holds a nodule: the mean of its PRESENCE_PIXELS highest pixel logits."""
     return mask_logits.flatten(1).topk(min(PRESENCE_PIXELS, mask_logits[0].numel()), dim=1).values.mean(dim=1)
@@ -84,12 +76,27 @@ def presence_loss(mask_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     return F.binary_cross_entropy_with_logits(presence_logit(mask_logits), present)
 
 
-def supervised_loss(model: UNet, images: torch.Tensor, masks: torch.Tensor,
-                    malignant: torch.Tensor) -> torch.Tensor:
-    """Segmentation (cross-entropy + Dice + presence) plus pathology loss of one labelled batch."""
-    mask_logits, malignant_logit = model(images)
-    segmentation = F.binary_cross_entropy_with_logits(mask_logits, masks) + soft_dice_loss(mask_logits, masks)
-    return segmentation + presence_loss(mask_logits, masks) + pathology_loss(malignant_logit, malignant)
+def supervised_loss(model: UNet, examples: Examples, batch_size: int, generator: torch.Generator,
+                    device: torch.device) -> torch.Tensor:
+    """Segmentation loss (cross-entropy + Dice + presence) of a labelled batch plus pathology loss of a nodule batch.
+
+    The pathology head learns from a batch of its own, of images whose pathology is
+    known, and reads the nodule their true masks outline, so it learns what a nodule
+    looks like even while the segmentation is still poor. In the labelled batches it
+    would see a few nodules of known pathology at a time (the demo's train labels hold
+    87 such images among 230, 15 malignant); alone on the true crops of those 87, with
+    balanced classes, it reached held-out AUC 0.79-0.82 (3 seeds) against 0.75-0.82
+    unbalanced.
+    """
+    images, masks = labelled_batch(examples, batch_size, generator, device)
+    mask_logits, _ = model(images)
+    loss = (F.binary_cross_entropy_with_logits(mask_logits, masks) + soft_dice_loss(mask_logits, masks)
+            + presence_loss(mask_logits, masks))
+    weights = pathology_weights(examples)
+    if weights.sum() > 0:
+        detail, outlines, malignant = nodule_batch(examples, weights, batch_size, generator, device)
+        loss = loss + F.binary_cross_entropy_with_logits(model.pathology_head(detail, outlines), malignant)
+    return loss
 
 
 def draw_batch(examples: Examples, batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -103,12 +110,34 @@ def draw_batch(examples: Examples, batch_size: int, generator: torch.Generator) 
 
 
 def labelled_batch(examples: Examples, batch_size: int, generator: torch.Generator,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw a weakly augmented labelled batch: images, masks and malignancy on `device`."""
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw a weakly augmented labelled batch: images and masks on `device`."""
     index = draw_batch(examples, batch_size, generator)
-    images, masks = weak_augment(as_float(examples.images[index], device),
-                                 examples.masks[index].to(device, torch.float32), generator)
-    return images, masks, examples.malignant[index].to(device)
+    weak = draw_weak(len(index), generator, device)
+    return weak.apply(as_float(examples.images[index], device)), \
+        weak.apply(examples.masks[index].to(device, torch.float32), "nearest")
+
+
+def pathology_weights(examples: Examples) -> torch.Tensor:
+    """Each image's chance in a nodule batch: 0 where the pathology is unknown, each class half, each patient alike."""
+    weights = examples.weights()
+    known = examples.malignant.to(torch.float64)
+    for value in (0.0, 1.0):
+        members = known == value
+        if members.any():
+            weights[members] /= 2 * weights[members].sum()
+    weights[torch.isnan(known)] = 0.0
+    return weights
+
+
+def nodule_batch(examples: Examples, weights: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw a weakly augmented batch of nodules by `weights`: detail images (or images), masks and malignancy."""
+    index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+    weak = draw_weak(len(index), generator, device)
+    detail = examples.images if examples.detail is None else examples.detail
+    return weak.apply(as_float(detail[index], device)), \
+        weak.apply(examples.masks[index].to(device, torch.float32), "nearest"), examples.malignant[index].to(device)
 
 
 def check_labelled(examples: Examples) -> None:
@@ -134,7 +163,7 @@ def train_supervised(config: ModelConfig, labelled: Examples, device: torch.devi
     average = averaged_copy(model)
     model.train()
     for step in range(config.steps):
-        loss = supervised_loss(model, *labelled_batch(labelled, config.batch_size, generator, device))
+        loss = supervised_loss(model, labelled, config.batch_size, generator, device)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
