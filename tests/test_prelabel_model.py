@@ -17,7 +17,8 @@ from thyrokit.annotate.model.predict import components, predict, rank_by_uncerta
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
 from thyrokit.annotate.model.semi_supervised import SemiConfig, frozen_batch_norm_statistics, train_semi_supervised
 from thyrokit.annotate.model.stages import compare_label_fractions
-from thyrokit.annotate.model.train import draw_batch, pathology_weights, presence_loss, train_supervised
+from thyrokit.annotate.model.train import (draw_batch, pathology_weights, presence_loss, supervised_loss,
+                                           train_supervised)
 from thyrokit.annotate.model.roi_head import crop_box, nodule_box
 from thyrokit.annotate.model.unet import UNet
 
@@ -226,6 +227,19 @@ def test_nodule_batches_draw_benign_and_malignant_alike_each_patient_alike_and_n
                         torch.ones(7, 1, 8, 8, dtype=torch.uint8), malignant, groups)
     weights = pathology_weights(examples)
     assert weights.tolist() == pytest.approx([0.5, 1 / 12, 1 / 12, 1 / 12, 0.25, 0.0, 0.0])
+
+
+def test_segmentation_passes_leave_the_pathology_head_untouched():
+    # Without a nodule of known pathology there is nothing for the head to learn: neither
+    # its weights' gradients nor its batch-norm statistics may move.
+    unknown = dataclasses.replace(blob_examples(8, seed=7), malignant=torch.full((8,), float("nan")))
+    model = UNet(channels=4, depth=2).train()
+    before = {key: value.clone() for key, value in model.pathology_head.state_dict().items()}
+    supervised_loss(model, unknown, 4, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1),
+                    CPU).backward()
+    assert all(torch.equal(value, before[key]) for key, value in model.pathology_head.state_dict().items())
+    assert all(parameter.grad is None for parameter in model.pathology_head.parameters())
+    assert all(parameter.grad is not None for parameter in model.encoders.parameters())
 
 
 def test_the_pathology_crop_holds_the_nodule_and_its_rim_and_nothing_far_from_it():

@@ -83,9 +83,9 @@ def consistency_loss(student: UNet, teacher: UNet, images: torch.Tensor, generat
     """
     weak, _ = weak_augment(images, None, generator)
     with torch.no_grad():
-        target = torch.sigmoid(teacher(weak)[0])
+        target = torch.sigmoid(teacher.segment(weak))
     mixed, target = cut_mix(weak, target, generator)
-    mask_logits, _ = student(strong_augment(mixed, generator))
+    mask_logits = student.segment(strong_augment(mixed, generator))
     confident = (torch.maximum(target, 1 - target) >= semi.pixel_threshold).float()
     squared = (torch.sigmoid(mask_logits) - target) ** 2
     return (squared * confident).sum() / confident.sum().clamp(min=1.0)
@@ -122,14 +122,14 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, la
     Dice 0.35-0.56 against the supervised model's 0.52-0.70 at 10% of the demo's labels).
     """
     check_labelled(labelled)
-    generator = seed_everything(config.seed + 1, config.threads)
+    generator, nodule_generator = seed_everything(config.seed + 1, config.threads)
     student = copy.deepcopy(start).requires_grad_(True).to(device)
     teacher = averaged_copy(student)
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr)
     student.train()
     teacher.train()  # dropout on in the teacher too: its targets are less over-confident
     for step in range(semi.steps):
-        loss = supervised_loss(student, labelled, config.batch_size, generator, device)
+        loss = supervised_loss(student, labelled, config.batch_size, generator, nodule_generator, device)
         unlabelled_loss = torch.zeros((), device=device)
         if len(unlabelled):
             images = as_float(unlabelled.images[draw_batch(unlabelled, config.batch_size, generator)], device)

@@ -15,16 +15,17 @@ from thyrokit.annotate.model.unet import UNet
 
 StepLog = Callable[[int, dict[str, float]], None]
 
+NODULE_SEED_OFFSET = 7919  # the nodule batches' generator is seeded apart from the images'
 PRESENCE_PIXELS = 16  # the smallest nodule at the network's size is about this many pixels
 
 
-def seed_everything(seed: int, threads: int = 0) -> torch.Generator:
-    """Seed torch, make CPU kernels deterministic, and return a generator for data draws."""
+def seed_everything(seed: int, threads: int = 0) -> tuple[torch.Generator, torch.Generator]:
+    """Seed torch, make CPU kernels deterministic; return generators for image and for nodule batches."""
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + NODULE_SEED_OFFSET)
 
 
 def build_model(config: ModelConfig) -> UNet:
@@ -77,7 +78,7 @@ def presence_loss(mask_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
 
 
 def supervised_loss(model: UNet, examples: Examples, batch_size: int, generator: torch.Generator,
-                    device: torch.device) -> torch.Tensor:
+                    nodule_generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """Segmentation loss (cross-entropy + Dice + presence) of a labelled batch plus pathology loss of a nodule batch.
 
     The pathology head learns from a batch of its own, of images whose pathology is
@@ -86,15 +87,16 @@ def supervised_loss(model: UNet, examples: Examples, batch_size: int, generator:
     would see a few nodules of known pathology at a time (the demo's train labels hold
     87 such images among 230, 15 malignant); alone on the true crops of those 87, with
     balanced classes, it reached held-out AUC 0.79-0.82 (3 seeds) against 0.75-0.82
-    unbalanced.
+    unbalanced. Its batches come from `nodule_generator`, so that whatever else a
+    training loop draws, the same seed shows the head the same nodules.
     """
     images, masks = labelled_batch(examples, batch_size, generator, device)
-    mask_logits, _ = model(images)
+    mask_logits = model.segment(images)
     loss = (F.binary_cross_entropy_with_logits(mask_logits, masks) + soft_dice_loss(mask_logits, masks)
             + presence_loss(mask_logits, masks))
     weights = pathology_weights(examples)
     if weights.sum() > 0:
-        detail, outlines, malignant = nodule_batch(examples, weights, batch_size, generator, device)
+        detail, outlines, malignant = nodule_batch(examples, weights, batch_size, nodule_generator, device)
         loss = loss + F.binary_cross_entropy_with_logits(model.pathology_head(detail, outlines), malignant)
     return loss
 
@@ -157,13 +159,13 @@ def train_supervised(config: ModelConfig, labelled: Examples, device: torch.devi
     moving average is the steadier model, and the one mean teacher returns as well.
     """
     check_labelled(labelled)
-    generator = seed_everything(config.seed, config.threads)
+    generator, nodule_generator = seed_everything(config.seed, config.threads)
     model = build_model(config).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
     average = averaged_copy(model)
     model.train()
     for step in range(config.steps):
-        loss = supervised_loss(model, labelled, config.batch_size, generator, device)
+        loss = supervised_loss(model, labelled, config.batch_size, generator, nodule_generator, device)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

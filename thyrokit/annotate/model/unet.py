@@ -46,6 +46,13 @@ class UNet(nn.Module):
         self.divisor = 2**depth
 
     def forward(self, image: torch.Tensor, detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mask_logits = self.segment(image)
+        # Detached: the pathology loss must not redraw the outline to suit itself.
+        nodule = torch.sigmoid(mask_logits).detach()
+        return mask_logits, self.pathology_head(image if detail is None else detail, nodule)
+
+    def segment(self, image: torch.Tensor) -> torch.Tensor:
+        """Return the mask logits alone: training's segmentation passes leave the pathology head untouched."""
         if image.shape[-1] % self.divisor or image.shape[-2] % self.divisor:
             raise ValueError(f"image side must be divisible by {self.divisor}, got {tuple(image.shape)}")
         skips = []
@@ -57,11 +64,7 @@ class UNet(nn.Module):
         features = self.bottleneck(self.dropout(features))
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips)):
             features = decoder(torch.cat([upsample(features), skip], dim=1))
-        mask_logits = self.mask_head(features)
-        # Detached: the pathology loss must not redraw the outline to suit itself.
-        nodule = torch.sigmoid(mask_logits).detach()
-        malignant_logit = self.pathology_head(image if detail is None else detail, nodule)
-        return mask_logits, malignant_logit
+        return self.mask_head(features)
 
 
 def enable_dropout(model: nn.Module) -> None:
