@@ -16,6 +16,10 @@ phantom's validation, test and external images over 4 seeds, at 30% of the label
 4 of 4 seeds (+0.015 Dice on average) where plain strong views won 2 of 4 (+0.008), and 3
 of 4 (+0.010) in ``benchmarks/semi_supervised_gain.py``. At 10% both are within the seed
 noise (mean -0.01, spread 0.03-0.05): the unlabelled images help little on the phantom.
+Those figures predate the pathology head's own crops and batches, which made the
+supervised baseline itself stronger (pooled held-out Dice 0.75-0.80 at 30% of labels,
+against 0.73-0.74): against it, 2 seeds at 10% and at 30% each gave one win and one loss
+(Dice -0.026 to +0.007).
 
 The pathology head learns from the labelled images alone: self-training improves the
 outlines it crops at. The teacher's own pathology as a target did not help. With the
