@@ -235,8 +235,8 @@ def test_segmentation_passes_leave_the_pathology_head_untouched():
     unknown = dataclasses.replace(blob_examples(8, seed=7), malignant=torch.full((8,), float("nan")))
     model = UNet(channels=4, depth=2).train()
     before = {key: value.clone() for key, value in model.pathology_head.state_dict().items()}
-    supervised_loss(model, unknown, 4, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1),
-                    CPU).backward()
+    supervised_loss(model, unknown, pathology_weights(unknown), 4, torch.Generator().manual_seed(0),
+                    torch.Generator().manual_seed(1), CPU).backward()
     assert all(torch.equal(value, before[key]) for key, value in model.pathology_head.state_dict().items())
     assert all(parameter.grad is None for parameter in model.pathology_head.parameters())
     assert all(parameter.grad is not None for parameter in model.encoders.parameters())

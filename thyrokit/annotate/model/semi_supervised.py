@@ -49,6 +49,7 @@ from thyrokit.annotate.model.train import (
     averaged_copy,
     check_labelled,
     draw_batch,
+    pathology_weights,
     seed_everything,
     supervised_loss,
     update_average,
@@ -130,10 +131,12 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, la
     student = copy.deepcopy(start).requires_grad_(True).to(device)
     teacher = averaged_copy(student)
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr)
+    nodule_weights = pathology_weights(labelled)
     student.train()
     teacher.train()  # dropout on in the teacher too: its targets are less over-confident
     for step in range(semi.steps):
-        loss = supervised_loss(student, labelled, config.batch_size, generator, nodule_generator, device)
+        loss = supervised_loss(student, labelled, nodule_weights, config.batch_size, generator, nodule_generator,
+                               device)
         unlabelled_loss = torch.zeros((), device=device)
         if len(unlabelled):
             images = as_float(unlabelled.images[draw_batch(unlabelled, config.batch_size, generator)], device)

@@ -77,8 +77,9 @@ def presence_loss(mask_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     return F.binary_cross_entropy_with_logits(presence_logit(mask_logits), present)
 
 
-def supervised_loss(model: UNet, examples: Examples, batch_size: int, generator: torch.Generator,
-                    nodule_generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def supervised_loss(model: UNet, examples: Examples, nodule_weights: torch.Tensor, batch_size: int,
+                    generator: torch.Generator, nodule_generator: torch.Generator,
+                    device: torch.device) -> torch.Tensor:
     """Segmentation loss (cross-entropy + Dice + presence) of a labelled batch plus pathology loss of a nodule batch.
 
     The pathology head learns from a batch of its own, of images whose pathology is
@@ -87,16 +88,16 @@ def supervised_loss(model: UNet, examples: Examples, batch_size: int, generator:
     would see a few nodules of known pathology at a time (the demo's train labels hold
     87 such images among 230, 15 malignant); alone on the true crops of those 87, with
     balanced classes, it reached held-out AUC 0.79-0.82 (3 seeds) against 0.75-0.82
-    unbalanced. Its batches come from `nodule_generator`, so that whatever else a
-    training loop draws, the same seed shows the head the same nodules.
+    unbalanced. Its batches are drawn by `nodule_weights` (see :func:`pathology_weights`)
+    from `nodule_generator`, so that whatever else a training loop draws, the same seed
+    shows the head the same nodules.
     """
     images, masks = labelled_batch(examples, batch_size, generator, device)
     mask_logits = model.segment(images)
     loss = (F.binary_cross_entropy_with_logits(mask_logits, masks) + soft_dice_loss(mask_logits, masks)
             + presence_loss(mask_logits, masks))
-    weights = pathology_weights(examples)
-    if weights.sum() > 0:
-        detail, outlines, malignant = nodule_batch(examples, weights, batch_size, nodule_generator, device)
+    if nodule_weights.sum() > 0:
+        detail, outlines, malignant = nodule_batch(examples, nodule_weights, batch_size, nodule_generator, device)
         loss = loss + F.binary_cross_entropy_with_logits(model.pathology_head(detail, outlines), malignant)
     return loss
 
@@ -163,9 +164,11 @@ def train_supervised(config: ModelConfig, labelled: Examples, device: torch.devi
     model = build_model(config).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
     average = averaged_copy(model)
+    nodule_weights = pathology_weights(labelled)
     model.train()
     for step in range(config.steps):
-        loss = supervised_loss(model, labelled, config.batch_size, generator, nodule_generator, device)
+        loss = supervised_loss(model, labelled, nodule_weights, config.batch_size, generator, nodule_generator,
+                               device)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
