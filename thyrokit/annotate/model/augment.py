@@ -10,8 +10,6 @@ Every random draw comes from the `generator` passed in, so a seed fixes them all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
@@ -21,36 +19,25 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.G
     return low + (high - low) * torch.rand(shape, generator=generator).to(device)
 
 
-@dataclass(frozen=True)
-class WeakDraw:
-    """One batch's weak augmentation: which images flip left-right, and the affine shift of each."""
-
-    flip: torch.Tensor    # (B, 1, 1, 1) bool
-    theta: torch.Tensor   # (B, 2, 3) affine matrices of a pure translation
-
-    def apply(self, tensor: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-        """Flip and shift a ``(B, C, H, W)`` batch; the shift is in frame units, so any resolution moves alike."""
-        tensor = torch.where(self.flip, tensor.flip(-1), tensor)
-        grid = F.affine_grid(self.theta, list(tensor.shape), align_corners=False)
-        return F.grid_sample(tensor, grid, mode=mode, padding_mode="reflection", align_corners=False)
-
-
-def draw_weak(batch: int, generator: torch.Generator, device: torch.device, max_shift: float = 0.1) -> WeakDraw:
-    """Draw a left-right flip at random and a shift by up to `max_shift` of the side, per image."""
-    flip = (torch.rand(batch, generator=generator) < 0.5).to(device).view(batch, 1, 1, 1)
-    shifts = _uniform((batch, 2), -max_shift, max_shift, generator, device)
-    theta = torch.zeros(batch, 2, 3, device=device)
-    theta[:, 0, 0] = 1.0
-    theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = 2 * shifts
-    return WeakDraw(flip, theta)
-
-
 def weak_augment(image: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator,
                  max_shift: float = 0.1) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Flip left-right at random and shift by up to `max_shift` of the side, image and mask alike."""
-    draw = draw_weak(image.shape[0], generator, image.device, max_shift)
-    return draw.apply(image), draw.apply(mask, "nearest") if mask is not None else None
+    batch, _, height, width = image.shape
+    flip = (torch.rand(batch, generator=generator) < 0.5).to(image.device).view(batch, 1, 1, 1)
+    shifts = _uniform((batch, 2), -max_shift, max_shift, generator, image.device)
+    # An affine grid with only a translation: the same grid moves image and mask.
+    theta = torch.zeros(batch, 2, 3, device=image.device)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = 2 * shifts
+
+    def move(tensor: torch.Tensor, mode: str) -> torch.Tensor:
+        tensor = torch.where(flip, tensor.flip(-1), tensor)
+        grid = F.affine_grid(theta, list(tensor.shape), align_corners=False)
+        return F.grid_sample(tensor, grid, mode=mode, padding_mode="reflection", align_corners=False)
+
+    moved_mask = move(mask, "nearest") if mask is not None else None
+    return move(image, "bilinear"), moved_mask
 
 
 def strong_augment(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -25,9 +25,9 @@ The pathology head learns from the labelled images alone: self-training improves
 outlines it crops at. The teacher's own pathology as a target did not help. With the
 head pooled at 64 px it moved held-out AUC by -0.51 to +0.16 from run to run (mean -0.01
 over 2 seeds x 2 label fractions x 3 held-out splits). With the head on the nodule's
-crop, FixMatch on the teacher's sure calls (at `pathology_threshold`) scored the demo's
-validation AUC 0.42 and 0.65 at 10% and 30% of labels, against 0.44 and 0.63 without it
-and 0.48 and 0.74 for the supervised baseline.
+crop (before it left the segmentation passes), FixMatch on the teacher's sure calls (at
+`pathology_threshold`) scored the demo's validation AUC 0.42 and 0.65 at 10% and 30% of
+labels, against 0.44 and 0.63 without it and 0.48 and 0.74 for the supervised baseline.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from thyrokit.annotate.model.augment import draw_weak
+from thyrokit.annotate.model.augment import weak_augment
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, as_float
 from thyrokit.annotate.model.unet import UNet
@@ -116,9 +116,8 @@ def labelled_batch(examples: Examples, batch_size: int, generator: torch.Generat
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw a weakly augmented labelled batch: images and masks on `device`."""
     index = draw_batch(examples, batch_size, generator)
-    weak = draw_weak(len(index), generator, device)
-    return weak.apply(as_float(examples.images[index], device)), \
-        weak.apply(examples.masks[index].to(device, torch.float32), "nearest")
+    return weak_augment(as_float(examples.images[index], device), examples.masks[index].to(device, torch.float32),
+                        generator)
 
 
 def pathology_weights(examples: Examples) -> torch.Tensor:
@@ -137,10 +136,10 @@ def nodule_batch(examples: Examples, weights: torch.Tensor, batch_size: int, gen
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a weakly augmented batch of nodules by `weights`: detail images (or images), masks and malignancy."""
     index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
-    weak = draw_weak(len(index), generator, device)
     detail = examples.images if examples.detail is None else examples.detail
-    return weak.apply(as_float(detail[index], device)), \
-        weak.apply(examples.masks[index].to(device, torch.float32), "nearest"), examples.malignant[index].to(device)
+    images, masks = weak_augment(as_float(detail[index], device), examples.masks[index].to(device, torch.float32),
+                                 generator)
+    return images, masks, examples.malignant[index].to(device)
 
 
 def check_labelled(examples: Examples) -> None:
