@@ -31,7 +31,7 @@ from thyrokit.annotate.model.commands import model_config
 from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.semi_supervised import SemiConfig
 from thyrokit.annotate.model.stages import (COMPARED, compare_label_fractions, fraction_key, fraction_subsets,
-                                            validation_scores)
+                                            read_examples, validation_scores)
 from thyrokit.annotate.model.train import train_supervised
 from thyrokit.device import pick_device
 from thyrokit.params import load_params
