@@ -351,3 +351,17 @@ def test_false_nodules_on_empty_images_are_told_apart_from_the_outlines():
     assert always["false_nodule_rate"] == 1.0 and always["dice"] < 0.6
     oracle = evaluate(predict(Oracle(), empty, CPU, mc_samples=1), empty)
     assert oracle["false_nodule_rate"] == 0.0 and oracle["dice"] == 1.0
+
+
+def test_unlabelled_images_weighted_zero_leave_the_fine_tuned_model_bit_for_bit_as_without_them(trained):
+    # The unlabelled images draw from random numbers of their own: the labelled batches,
+    # their views and their dropout are the same with and without them, so the
+    # label-fraction report's two models differ only by what the unlabelled images teach.
+    labelled, unlabelled = blob_examples(8, seed=2), blob_examples(16, seed=3).unlabelled()
+    silent = SemiConfig(steps=6, ramp=2, unlabelled_weight=0.0)
+    without = train_semi_supervised(TINY, silent, trained, labelled, unlabelled.subset([]), CPU)
+    weighted_zero = train_semi_supervised(TINY, silent, trained, labelled, unlabelled, CPU)
+    assert all(torch.equal(value, weighted_zero.state_dict()[key]) for key, value in without.state_dict().items())
+    taught = train_semi_supervised(TINY, dataclasses.replace(silent, unlabelled_weight=10.0), trained, labelled,
+                                   unlabelled, CPU)
+    assert any(not torch.equal(value, taught.state_dict()[key]) for key, value in without.state_dict().items())

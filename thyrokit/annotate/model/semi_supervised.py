@@ -56,6 +56,8 @@ from thyrokit.annotate.model.train import (
 )
 from thyrokit.annotate.model.unet import UNet
 
+UNLABELLED_SEED_OFFSET = 104729  # the unlabelled images' random stream is seeded apart from the labelled ones'
+
 
 @dataclass(frozen=True)
 class SemiConfig:
@@ -97,6 +99,18 @@ def consistency_loss(student: UNet, teacher: UNet, images: torch.Tensor, generat
 
 
 @contextlib.contextmanager
+def own_random_stream(generator: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Run the block on torch's global random numbers seeded from `generator`; restore them afterwards.
+
+    Dropout draws from the global stream. Inside the block it draws from a stream the
+    rest of training never sees, so whatever the block does, the rest draws the same.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        yield
+
+
+@contextlib.contextmanager
 def frozen_batch_norm_statistics(*models: UNet) -> Iterator[None]:
     """Keep the running batch-norm statistics of `models` as they are while the block runs.
 
@@ -107,13 +121,15 @@ def frozen_batch_norm_statistics(*models: UNet) -> Iterator[None]:
     """
     norms = [module for model in models for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
     momenta = [norm.momentum for norm in norms]
+    counts = [norm.num_batches_tracked.clone() for norm in norms]
     for norm in norms:
         norm.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
     try:
         yield
     finally:
-        for norm, momentum in zip(norms, momenta):
+        for norm, momentum, count in zip(norms, momenta, counts):
             norm.momentum = momentum
+            norm.num_batches_tracked.copy_(count)
 
 
 def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, labelled: Examples,
@@ -125,9 +141,15 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, la
     gives its first targets with everything the labels teach: started from scratch
     after 100 supervised steps, its early mistakes became the student's (validation
     Dice 0.35-0.56 against the supervised model's 0.52-0.70 at 10% of the demo's labels).
+
+    The unlabelled images draw all their random numbers (batches, views, CutMix boxes,
+    dropout) from a stream of their own, so the labelled part of training draws the
+    same with them as without them: the label-fraction report's two models differ by
+    what the unlabelled images teach, not by other luck.
     """
     check_labelled(labelled)
     generator, nodule_generator = seed_everything(config.seed + 1, config.threads)
+    unlabelled_generator = torch.Generator().manual_seed(config.seed + 1 + UNLABELLED_SEED_OFFSET)
     student = copy.deepcopy(start).requires_grad_(True).to(device)
     teacher = averaged_copy(student)
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr)
@@ -139,9 +161,10 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, la
                                device)
         unlabelled_loss = torch.zeros((), device=device)
         if len(unlabelled):
-            images = as_float(unlabelled.images[draw_batch(unlabelled, config.batch_size, generator)], device)
-            with frozen_batch_norm_statistics(student, teacher):
-                unlabelled_loss = consistency_loss(student, teacher, images, generator, semi)
+            with frozen_batch_norm_statistics(student, teacher), own_random_stream(unlabelled_generator, device):
+                index = draw_batch(unlabelled, config.batch_size, unlabelled_generator)
+                images = as_float(unlabelled.images[index], device)
+                unlabelled_loss = consistency_loss(student, teacher, images, unlabelled_generator, semi)
             ramp = min(1.0, step / max(semi.ramp, 1))
             loss = loss + ramp * semi.unlabelled_weight * unlabelled_loss
         optimiser.zero_grad()
