@@ -11,9 +11,9 @@ import torch
 from thyrokit.annotate.model.augment import cut_mix, jitter_outline, strong_augment, weak_augment
 from thyrokit.annotate.model.config import ModelConfig, read_config, write_config
 from thyrokit.annotate.model.dataset import Examples, resize_back, to_grey
-from thyrokit.annotate.model.evaluate import evaluate
-from thyrokit.annotate.model.metrics import average_precision, dice, iou, roc_auc
-from thyrokit.annotate.model.predict import components, predict, rank_by_uncertainty
+from thyrokit.annotate.model.evaluate import evaluate, gain_interval
+from thyrokit.annotate.model.metrics import average_precision, dice, iou, patient_bootstrap, roc_auc
+from thyrokit.annotate.model.predict import Prediction, components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
 from thyrokit.annotate.model.semi_supervised import SemiConfig, frozen_batch_norm_statistics, train_semi_supervised
 from thyrokit.annotate.model.stages import compare_label_fractions
@@ -379,3 +379,31 @@ def test_a_jittered_outline_stays_near_the_nodule_and_never_vanishes():
     areas = jittered[1:].flatten(1).sum(dim=1)
     assert areas.min() < 40 < areas.max()  # some shrink, some grow
     assert torch.equal(jittered, jitter_outline(mask, torch.Generator().manual_seed(0)))
+
+
+def test_the_patient_bootstrap_counts_each_patient_once_and_collapses_on_a_constant():
+    values = np.array([1.0] * 100 + [0.0] * 9)          # one long clip gains 1, nine patients gain 0
+    groups = ["clip"] * 100 + [f"p{i}" for i in range(9)]
+    weights = np.array([1 / 100] * 100 + [1.0] * 9)
+
+    def mean_gain(index):
+        return float(np.average(values[index], weights=weights[index]))
+
+    low, high = patient_bootstrap(mean_gain, groups, rounds=500, seed=0)
+    assert low == 0.0 and 0.2 < high < 0.5               # a draw without the clip gains nothing
+    assert patient_bootstrap(lambda index: 0.25, groups, rounds=50) == (0.25, 0.25)
+    assert patient_bootstrap(mean_gain, groups, rounds=500, seed=0) == (low, high)
+
+
+def test_a_prediction_gains_nothing_over_itself_and_a_better_one_gains_above_zero():
+    truth = blob_examples(24, seed=6)
+    truth = dataclasses.replace(truth, groups=[f"patient{i // 2}" for i in range(24)])
+    masks = truth.masks[:, 0].numpy().astype(np.float32)
+    malignant = truth.malignant.numpy()
+    perfect = Prediction(truth.image_ids, masks, np.nan_to_num(malignant), np.zeros(24))
+    blurred = Prediction(truth.image_ids, np.roll(masks, 3, axis=2) * 0.9, np.full(24, 0.5, np.float32), np.zeros(24))
+    same = gain_interval(perfect, perfect, truth, rounds=200)
+    assert same == {"dice_gain_low": 0.0, "dice_gain_high": 0.0, "auc_gain_low": 0.0, "auc_gain_high": 0.0}
+    better = gain_interval(perfect, blurred, truth, rounds=200)
+    assert 0 < better["dice_gain_low"] <= better["dice_gain_high"] <= 1
+    assert better["auc_gain_low"] > 0

@@ -106,8 +106,10 @@ def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(d
     assert nodules.get_column("confidence").min() >= 0.6
     metrics = json.loads((dataset / "pseudo/metrics.json").read_text())
     for key in ("labels_10pct", "labels_30pct"):
+        gain_bounds = {f"{metric}_gain_{end}" for metric in ("dice", "auc") for end in ("low", "high")}
         assert {f"{metric}_{model}" for metric in ("dice", "auc", "nodule_dice", "false_nodule_rate")
-                for model in ("supervised", "semi_supervised")} | {"n_labelled"} == set(metrics[key])
+                for model in ("supervised", "semi_supervised")} | {"n_labelled"} | gain_bounds == set(metrics[key])
+        assert metrics[key]["dice_gain_low"] <= metrics[key]["dice_gain_high"]
     assert metrics["labels_10pct"]["n_labelled"] == 2 and metrics["labels_30pct"]["n_labelled"] == 6
     _, _, start_version = load_model(prelabelled / "model", torch.device("cpu"))
     recorded = json.loads((dataset / "pseudo/model/config.json").read_text())

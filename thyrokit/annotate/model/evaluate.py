@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from thyrokit.annotate.model.dataset import Examples
-from thyrokit.annotate.model.metrics import average_precision, dice, iou, precision_recall_curve, roc_auc
+from thyrokit.annotate.model.metrics import (average_precision, dice, iou, patient_bootstrap,
+                                             precision_recall_curve, roc_auc)
 from thyrokit.annotate.model.predict import Prediction, components
 
 
@@ -25,10 +26,10 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
     """
     if prediction.image_ids != truth.image_ids or truth.masks is None or truth.malignant is None:
         raise ValueError("evaluation needs a prediction of exactly the labelled examples")
-    dices, ious, detections, boxes = [], [], [], []
+    dices = image_dice(prediction, truth, threshold)
+    ious, detections, boxes = [], [], []
     for probability, mask in zip(prediction.probability, truth.masks[:, 0].numpy().astype(bool)):
         predicted = probability >= threshold
-        dices.append(dice(predicted, mask))
         ious.append(iou(predicted, mask))
         detections.append([(box, float(probability[part].mean()))
                            for part, box in components(predicted, min_area)])
@@ -47,6 +48,41 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
         "auc": _round(roc_auc(prediction.malignant[known], labels, weights[known])),
         "n_images": len(truth),
     }
+
+
+def image_dice(prediction: Prediction, truth: Examples, threshold: float = 0.5) -> np.ndarray:
+    """Dice of each image's thresholded prediction against its mask (1 where both are empty)."""
+    masks = truth.masks[:, 0].numpy().astype(bool)
+    return np.array([dice(probability >= threshold, mask) for probability, mask in zip(prediction.probability, masks)])
+
+
+def gain_interval(prediction: Prediction, baseline: Prediction, truth: Examples, threshold: float = 0.5,
+                  rounds: int = 1000, seed: int = 0) -> dict[str, float]:
+    """95% patient-bootstrap interval of the Dice and AUC gain of `prediction` over `baseline` on the same images.
+
+    Both predictions are scored on every draw of patients, so the interval is that of
+    the difference (paired): it says how far the split's own sampling of patients
+    could move the gain, not how far retraining could.
+    """
+    weights = truth.weights().numpy()
+    gain = image_dice(prediction, truth, threshold) - image_dice(baseline, truth, threshold)
+    malignant = truth.malignant.numpy()
+    groups = truth.groups if truth.groups is not None else list(truth.image_ids)
+
+    def dice_gain(index: np.ndarray) -> float:
+        return float(np.average(gain[index], weights=weights[index]))
+
+    def auc_gain(index: np.ndarray) -> float:
+        index = index[~np.isnan(malignant[index])]
+        labels = malignant[index] == 1.0
+        return (roc_auc(prediction.malignant[index], labels, weights[index])
+                - roc_auc(baseline.malignant[index], labels, weights[index]))
+
+    interval = {}
+    for name, statistic in (("dice", dice_gain), ("auc", auc_gain)):
+        low, high = patient_bootstrap(statistic, groups, rounds, seed)
+        interval[f"{name}_gain_low"], interval[f"{name}_gain_high"] = _round(low), _round(high)
+    return interval
 
 
 def pathology_pr_curve(prediction: Prediction, truth: Examples) -> list[dict[str, float]]:

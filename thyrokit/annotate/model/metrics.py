@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -93,3 +94,26 @@ def precision_recall_curve(scores: np.ndarray, labels: np.ndarray) -> list[dict[
             "recall": round(true_positives / float(labels.sum()), 6),
         })
     return points
+
+
+def patient_bootstrap(statistic: Callable[[np.ndarray], float], groups: list[str], rounds: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of `statistic` over patients drawn with replacement (all images of each drawn patient).
+
+    `statistic` takes the image indices of one draw (a patient drawn twice gives its
+    images twice); draws where it is NaN (say, AUC without a malignant patient) drop out.
+    """
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    patients = [np.array(members[group]) for group in sorted(members)]
+    if not patients:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(np.concatenate([patients[i] for i in rng.integers(0, len(patients), len(patients))]))
+                       for _ in range(rounds)])
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return math.nan, math.nan
+    low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)

@@ -14,7 +14,7 @@ import torch
 
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, load_examples, patients_of
-from thyrokit.annotate.model.evaluate import evaluate, pathology_pr_curve
+from thyrokit.annotate.model.evaluate import evaluate, gain_interval, pathology_pr_curve
 from thyrokit.annotate.model.inputs import StageInputs
 from thyrokit.annotate.model.outputs import save_model, write_nodules, write_uncertainty
 from thyrokit.annotate.model.predict import Prediction, predict
@@ -107,10 +107,15 @@ def fraction_subsets(labelled: list[int], fractions: list[float], seed: int) -> 
     return {fraction: sorted(order[:max(1, round(fraction * len(order)))]) for fraction in sorted(fractions)}
 
 
+def plain_prediction(model: UNet, examples: Examples, config: ModelConfig, device: torch.device) -> Prediction:
+    """Predict `examples` as the label-fraction report scores them: one pass, dropout off."""
+    return predict(model, examples, device, mc_samples=1, seed=config.seed)
+
+
 def validation_scores(model: UNet, validation: Examples, config: ModelConfig,
                       device: torch.device) -> dict[str, float]:
-    """Return the metrics of `model` on `validation` as the label-fraction report scores them (one plain pass)."""
-    return evaluate(predict(model, validation, device, mc_samples=1, seed=config.seed), validation, config.threshold)
+    """Return the metrics of `model` on `validation` as the label-fraction report scores them."""
+    return evaluate(plain_prediction(model, validation, config, device), validation, config.threshold)
 
 
 def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Examples, labelled: list[int],
@@ -123,7 +128,9 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
     from one supervised model of the kept labels and are fine-tuned the same
     `semi.steps` steps in the same way, the semi-supervised one with the unlabelled
     images and the supervised one without them: a gain is the unlabelled images'
-    doing, not that of the extra steps.
+    doing, not that of the extra steps. ``dice_gain_low`` .. ``dice_gain_high`` (and
+    ``auc_gain_*``) bound the gain by a patient bootstrap of the validation split
+    (see :func:`gain_interval`): an interval across zero is no gain the split can show.
     """
     results = {}
     for fraction, keep in fraction_subsets(labelled, fractions, config.seed).items():
@@ -133,11 +140,14 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
         supervised = train_semi_supervised(config, semi, start, subset, train.subset([]).unlabelled(), device)
         semi_supervised = train_semi_supervised(config, semi, start, subset, train.subset(rest).unlabelled(),
                                                 device)
-        scores = {name: validation_scores(model, validation, config, device)
-                  for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
+        predictions = {name: plain_prediction(model, validation, config, device)
+                       for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
+        scores = {name: evaluate(prediction, validation, config.threshold) for name, prediction in predictions.items()}
         results[fraction_key(fraction)] = {
             "n_labelled": len(keep),
             **{f"{metric}_{name}": scores[name][metric] for name in scores for metric in COMPARED},
+            **gain_interval(predictions["semi_supervised"], predictions["supervised"], validation, config.threshold,
+                            seed=config.seed),
         }
     return results
 
