@@ -80,25 +80,3 @@ def cut_mix(images: torch.Tensor, targets: torch.Tensor, generator: torch.Genera
     rest = torch.roll(torch.arange(batch, device=images.device), 1)
     return torch.where(inside, images, images[rest]), torch.where(inside, targets, targets[rest])
 
-
-def jitter_outline(mask: torch.Tensor, generator: torch.Generator, max_grow: int = 3, max_shrink: int = 2,
-                   max_shift: int = 2) -> torch.Tensor:
-    """Grow or shrink each 0/1 mask of a batch by a few pixels and shift it by a few: an outline a model might draw.
-
-    Each mask is dilated by up to `max_grow` pixels or eroded by up to `max_shrink`
-    (never to nothing), then moved by up to `max_shift` pixels each way.
-    """
-    batch, _, height, width = mask.shape
-    radius = torch.randint(-max_shrink, max_grow + 1, (batch,), generator=generator).tolist()
-    shifts = torch.randint(-max_shift, max_shift + 1, (batch, 2), generator=generator).tolist()
-    pad = max_shift
-    out = []
-    for one, r, (dy, dx) in zip(mask.split(1), radius, shifts):
-        if r > 0:
-            one = F.max_pool2d(one, 2 * r + 1, stride=1, padding=r)
-        elif r < 0:
-            eroded = 1 - F.max_pool2d(1 - one, -2 * r + 1, stride=1, padding=-r)
-            one = eroded if eroded.any() else one
-        moved = F.pad(one, (pad, pad, pad, pad))
-        out.append(moved[:, :, pad + dy:pad + dy + height, pad + dx:pad + dx + width])
-    return torch.cat(out)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from thyrokit.annotate.model.augment import jitter_outline, weak_augment
+from thyrokit.annotate.model.augment import weak_augment
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, as_float
 from thyrokit.annotate.model.unet import UNet
@@ -134,19 +134,12 @@ def pathology_weights(examples: Examples) -> torch.Tensor:
 
 def nodule_batch(examples: Examples, weights: torch.Tensor, batch_size: int, generator: torch.Generator,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw a weakly augmented batch of nodules by `weights`: detail images (or images), jittered masks, malignancy.
-
-    The head reads predicted outlines at inference, a little too big, too small or
-    off; trained on exact ones, its held-out AUC on the demo phantom fell from 0.79 at
-    the true outlines to 0.67-0.78 at predicted ones. Fine-tuned on jittered outlines,
-    its pooled held-out AUC at predicted outlines rose in 7 of 8 runs (2 label fractions
-    x 4 seeds; mean 0.53 -> 0.56 at 10% of the labels, 0.58 -> 0.61 at 30%).
-    """
+    """Draw a weakly augmented batch of nodules by `weights`: detail images (or images), masks and malignancy."""
     index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
     detail = examples.images if examples.detail is None else examples.detail
     images, masks = weak_augment(as_float(detail[index], device), examples.masks[index].to(device, torch.float32),
                                  generator)
-    return images, jitter_outline(masks, generator), examples.malignant[index].to(device)
+    return images, masks, examples.malignant[index].to(device)
 
 
 def check_labelled(examples: Examples) -> None:
