@@ -79,4 +79,3 @@ def cut_mix(images: torch.Tensor, targets: torch.Tensor, generator: torch.Genera
     inside = inside.unsqueeze(1).to(images.device)
     rest = torch.roll(torch.arange(batch, device=images.device), 1)
     return torch.where(inside, images, images[rest]), torch.where(inside, targets, targets[rest])
-
