@@ -218,6 +218,9 @@ def test_batches_draw_every_patient_equally_often():
     drawn = torch.cat([draw_batch(examples, 16, torch.Generator().manual_seed(seed)) for seed in range(200)])
     share_of_cine = (drawn < 20).float().mean().item()
     assert share_of_cine == pytest.approx(1 / 5, abs=0.03)  # per image it would be 20/24
+    reweighed = examples.weights()
+    reweighed[:] = 0.0  # a caller reweighing its copy in place leaves the set's weights as they were
+    assert examples.weights()[0].item() == pytest.approx(1 / 20) and examples.weights()[-1].item() == 1.0
 
 
 def test_nodule_batches_draw_benign_and_malignant_alike_each_patient_alike_and_never_an_unknown():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import Counter
@@ -55,6 +56,11 @@ class Examples:
 
     def weights(self) -> torch.Tensor:
         """Return each image's weight, 1 / (images of its patient): every patient counts once."""
+        return self._patient_weights.clone()  # a copy: callers may reweigh it in place
+
+    @functools.cached_property
+    def _patient_weights(self) -> torch.Tensor:
+        # Counted once per set: training draws a batch by these weights at every step.
         if self.groups is None:
             return torch.ones(len(self), dtype=torch.float64)
         counts = Counter(self.groups)
