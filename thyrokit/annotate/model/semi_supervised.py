@@ -18,10 +18,10 @@ labels it won 4 of 4 seeds (+0.015 Dice on average) where plain strong views won
 :func:`train_semi_supervised`), the same comparison on 1 thread gives Dice 0.744 ->
 0.769 at 10% of the labels and 0.757 -> 0.783 at 30% (3 of 4 seeds each). That is
 within the runs' spread: the same seed on 2 threads instead of 1 (the same sums in
-another order) turned one run's gain of +0.087 into -0.047. On the validation split alone (57 labelled images, 12 patients of known
-pathology), and for pathology AUC everywhere, nothing stands out of that spread either:
-the head is the same in both runs, and the outlines it crops at move its held-out AUC by
-up to 0.3 either way.
+another order) turned one run's gain of +0.087 into -0.047. On the validation split
+alone (57 labelled images, 12 patients of known pathology), and for pathology AUC
+everywhere, nothing stands out of that spread either: the head is the same in both
+runs, and the outlines it crops at move its held-out AUC by up to 0.3 either way.
 
 The pathology head learns from the labelled images alone: self-training improves the
 outlines it crops at. Unlabelled pathology losses were tried and dropped. The teacher's
