@@ -97,7 +97,8 @@ def test_training_lowers_the_loss_and_beats_chance_dice(trained):
     chance = np.mean([dice(np.ones((32, 32)), m) for m in validation.masks[:, 0].numpy()])
     assert scores["dice"] > chance + 0.4, scores
     assert scores["auc"] > 0.9, scores  # malignant blobs are dark and irregular, benign ones bright and round
-    assert set(scores) == {"dice", "nodule_dice", "false_nodule_rate", "iou", "box_ap50", "auc", "n_images"}
+    assert set(scores) == {"dice", "nodule_dice", "false_nodule_rate", "iou", "box_ap50", "auc", "n_images",
+                           "n_pathology_patients", "n_malignant_patients"}
 
 
 def test_training_is_deterministic_for_a_seed():
@@ -209,6 +210,10 @@ def test_every_patient_counts_once_in_the_scores():
     assert framed.weights().tolist() == pytest.approx([1 / 3] * 3 + [1.0] * 3)
     assert framed.subset([0, 3]).groups == ["cine", "a"]
     assert framed.unlabelled().groups == framed.groups
+    # The AUC rests on patients "cine" (malignant, 3 frames), "a" and "b" (img5's pathology is unknown).
+    scored = evaluate(predict(Oracle(), framed, CPU, mc_samples=1), framed)
+    assert (scored["n_pathology_patients"], scored["n_malignant_patients"]) == (3, 1)
+    assert (evaluate(predict(Oracle(), examples, CPU, mc_samples=1), examples)["n_malignant_patients"]) == 2
 
 
 def test_batches_draw_every_patient_equally_often():
@@ -368,6 +373,22 @@ def test_unlabelled_images_weighted_zero_leave_the_fine_tuned_model_bit_for_bit_
     taught = train_semi_supervised(TINY, dataclasses.replace(silent, unlabelled_weight=10.0), trained, labelled,
                                    unlabelled, CPU)
     assert any(not torch.equal(value, taught.state_dict()[key]) for key, value in without.state_dict().items())
+
+
+def test_the_pathology_head_learns_from_unlabelled_nodules_only_through_its_consistency_loss(trained):
+    labelled, unlabelled = blob_examples(8, seed=2), blob_examples(16, seed=3).unlabelled()
+    masks_only = SemiConfig(steps=6, ramp=2, pathology_weight=0.0)
+    without = train_semi_supervised(TINY, masks_only, trained, labelled, unlabelled.subset([]), CPU)
+    mask_taught = train_semi_supervised(TINY, masks_only, trained, labelled, unlabelled, CPU)
+    both_taught = train_semi_supervised(TINY, dataclasses.replace(masks_only, pathology_weight=1.0), trained,
+                                        labelled, unlabelled, CPU)
+
+    def head(model: UNet) -> dict[str, torch.Tensor]:
+        return model.pathology_head.state_dict()
+
+    assert any(not torch.equal(value, mask_taught.state_dict()[key]) for key, value in without.state_dict().items())
+    assert all(torch.equal(value, head(mask_taught)[key]) for key, value in head(without).items())
+    assert any(not torch.equal(value, head(both_taught)[key]) for key, value in head(without).items())
 
 
 def test_the_patient_bootstrap_counts_each_patient_once_and_collapses_on_a_constant():

@@ -81,7 +81,7 @@ def test_prelabel_ranks_and_predicts_every_unlabelled_image(dataset, prelabelled
 def test_prelabel_metrics_plots_and_model_round_trip(prelabelled):
     metrics = json.loads((prelabelled / "metrics.json").read_text())
     assert set(metrics["validation"]) == {"dice", "nodule_dice", "false_nodule_rate", "iou", "box_ap50", "auc",
-                                          "n_images"}
+                                          "n_images", "n_pathology_patients", "n_malignant_patients"}
     assert metrics["validation"]["n_images"] == 12 and metrics["validation"]["dice"] > 0.3
     assert (prelabelled / "plots/plots/metrics/train/loss.tsv").is_file()
     curve = json.loads((prelabelled / "plots/pr_curve.json").read_text())
@@ -111,10 +111,12 @@ def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(d
                 for model in ("supervised", "semi_supervised")} | {"n_labelled"} | gain_bounds == set(metrics[key])
         assert metrics[key]["dice_gain_low"] <= metrics[key]["dice_gain_high"]
     assert metrics["labels_10pct"]["n_labelled"] == 2 and metrics["labels_30pct"]["n_labelled"] == 6
+    assert 0 < metrics["validation_n_malignant_patients"] < metrics["validation_n_pathology_patients"] <= 12
     _, _, start_version = load_model(prelabelled / "model", torch.device("cpu"))
     recorded = json.loads((dataset / "pseudo/model/config.json").read_text())
     assert recorded["started_from"] == start_version and recorded["version"] == metrics["model_version"]
     assert recorded["fine_tuning"]["steps"] == 40 and recorded["fine_tuning"]["pixel_threshold"] == 0.9
+    assert recorded["fine_tuning"]["pathology_weight"] == 1.0
 
 
 def test_pseudolabel_refuses_a_prelabel_model_trained_with_other_settings(dataset, prelabelled):

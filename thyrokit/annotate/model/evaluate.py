@@ -22,7 +22,8 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
     "dice" counts an image without a nodule, predicted empty, as 1, so a model that
     finds little scores well on a split of many such images; "nodule_dice" (images
     with a nodule) and "false_nodule_rate" (share of the others given one) tell the
-    two apart.
+    two apart. "n_pathology_patients" and "n_malignant_patients" count the patients
+    the AUC rests on: with three malignant ones, one patient moves it by a third.
     """
     if prediction.image_ids != truth.image_ids or truth.masks is None or truth.malignant is None:
         raise ValueError("evaluation needs a prediction of exactly the labelled examples")
@@ -47,7 +48,17 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
         "box_ap50": _round(average_precision(detections, boxes, 0.5)),
         "auc": _round(roc_auc(prediction.malignant[known], labels, weights[known])),
         "n_images": len(truth),
+        **pathology_patients(truth),
     }
+
+
+def pathology_patients(truth: Examples) -> dict[str, int]:
+    """Count the patients with an image of known pathology, and those among them with a malignant one."""
+    malignant = truth.malignant.numpy()
+    groups = truth.groups if truth.groups is not None else list(truth.image_ids)
+    known = {group for group, value in zip(groups, malignant) if not np.isnan(value)}
+    return {"n_pathology_patients": len(known),
+            "n_malignant_patients": len({group for group, value in zip(groups, malignant) if value == 1.0})}
 
 
 def image_dice(prediction: Prediction, truth: Examples, threshold: float = 0.5) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 
 from thyrokit.annotate.model.config import ModelConfig
 from thyrokit.annotate.model.dataset import Examples, load_examples, patients_of
-from thyrokit.annotate.model.evaluate import evaluate, gain_interval, pathology_pr_curve
+from thyrokit.annotate.model.evaluate import evaluate, gain_interval, pathology_patients, pathology_pr_curve
 from thyrokit.annotate.model.inputs import StageInputs
 from thyrokit.annotate.model.outputs import save_model, write_nodules, write_uncertainty
 from thyrokit.annotate.model.predict import Prediction, predict
@@ -183,6 +183,9 @@ def run_pseudolabel(inputs: StageInputs, config: ModelConfig, semi: SemiConfig, 
                             pathology_certainty=semi.pathology_threshold)
     metrics = {
         **comparison,
+        # What the report's AUCs rest on: a handful of malignant patients is no measurement.
+        **({f"validation_{name}": count for name, count in pathology_patients(validation).items()}
+           if len(validation) else {}),
         "n_labelled_train_images": len(labelled),
         "n_unlabelled_train_images": len(others),
         "n_pseudo_nodules": nodules.height,
