@@ -16,9 +16,10 @@ same total steps on the same labels, the plain way a modeller would spend them.
 ``--held-out validation --held-out test --held-out external`` scores on all three labelled
 held-out splits together, whose noise is smaller; the stages never score on test or external.
 
-Compare runs made with the same number of torch threads: the order of float sums
-changes with it, and a few dozen labels amplify that to a few hundredths of Dice in a
-single run (one demo run moved 0.07 from 2 threads to 1).
+Runs use the stages' torch threads (``prelabel.threads``), so seed 0 on the validation
+split repeats the stage's own report. Compare runs made with the same number of threads:
+the order of float sums changes with it, and a few dozen labels amplify that to a few
+hundredths of Dice in a single run (one demo run moved 0.07 from 2 threads to 1).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from pathlib import Path
 import click
 import numpy as np
 import polars as pl
-import torch
 
 from thyrokit.annotate.model.commands import model_config
 from thyrokit.annotate.model.inputs import read_inputs
@@ -102,5 +102,4 @@ def spread(values: np.ndarray) -> str:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
     main()
