@@ -108,7 +108,9 @@ def test_pseudolabels_only_unlabelled_train_images_and_reports_label_fractions(d
     for key in ("labels_10pct", "labels_30pct"):
         gain_bounds = {f"{metric}_gain_{end}" for metric in ("dice", "auc") for end in ("low", "high")}
         assert {f"{metric}_{model}" for metric in ("dice", "auc", "nodule_dice", "false_nodule_rate")
-                for model in ("supervised", "semi_supervised")} | {"n_labelled"} | gain_bounds == set(metrics[key])
+                for model in ("supervised", "semi_supervised")} | {"n_labelled"} | gain_bounds \
+            | {"n_labelled_pathology_patients", "n_labelled_malignant_patients"} == set(metrics[key])
+        assert metrics[key]["n_labelled_malignant_patients"] <= metrics[key]["n_labelled_pathology_patients"]
         assert metrics[key]["dice_gain_low"] <= metrics[key]["dice_gain_high"]
     assert metrics["labels_10pct"]["n_labelled"] == 2 and metrics["labels_30pct"]["n_labelled"] == 6
     assert 0 < metrics["validation_n_malignant_patients"] < metrics["validation_n_pathology_patients"] <= 12

@@ -131,6 +131,8 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
     doing, not that of the extra steps. ``dice_gain_low`` .. ``dice_gain_high`` (and
     ``auc_gain_*``) bound the gain by a patient bootstrap of the validation split
     (see :func:`gain_interval`): an interval across zero is no gain the split can show.
+    ``n_labelled_malignant_patients`` says how few malignant patients the kept labels
+    may hold: all the pathology head has to learn malignancy from.
     """
     results = {}
     for fraction, keep in fraction_subsets(labelled, fractions, config.seed).items():
@@ -143,8 +145,11 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
         predictions = {name: plain_prediction(model, validation, config, device)
                        for name, model in (("supervised", supervised), ("semi_supervised", semi_supervised))}
         scores = {name: evaluate(prediction, validation, config.threshold) for name, prediction in predictions.items()}
+        kept_patients = pathology_patients(subset)
         results[fraction_key(fraction)] = {
             "n_labelled": len(keep),
+            "n_labelled_pathology_patients": kept_patients["n_pathology_patients"],
+            "n_labelled_malignant_patients": kept_patients["n_malignant_patients"],
             **{f"{metric}_{name}": scores[name][metric] for name in scores for metric in COMPARED},
             **gain_interval(predictions["semi_supervised"], predictions["supervised"], validation, config.threshold,
                             seed=config.seed),
