@@ -54,6 +54,11 @@ class Examples:
         """Return the same images without their labels."""
         return Examples(image_ids=self.image_ids, images=self.images, groups=self.groups, detail=self.detail)
 
+    @property
+    def patients(self) -> list[str]:
+        """Each image's patient; an image whose patient is unknown is a patient of its own."""
+        return self.groups if self.groups is not None else list(self.image_ids)
+
     def weights(self) -> torch.Tensor:
         """Return each image's weight, 1 / (images of its patient): every patient counts once."""
         return self._patient_weights.clone()  # a copy: callers may reweigh it in place

@@ -54,11 +54,10 @@ def evaluate(prediction: Prediction, truth: Examples, threshold: float = 0.5,
 
 def pathology_patients(truth: Examples) -> dict[str, int]:
     """Count the patients with an image of known pathology, and those among them with a malignant one."""
-    malignant = truth.malignant.numpy()
-    groups = truth.groups if truth.groups is not None else list(truth.image_ids)
-    known = {group for group, value in zip(groups, malignant) if not np.isnan(value)}
-    return {"n_pathology_patients": len(known),
-            "n_malignant_patients": len({group for group, value in zip(groups, malignant) if value == 1.0})}
+    pathology = list(zip(truth.patients, truth.malignant.numpy()))
+    known = {patient for patient, malignant in pathology if not np.isnan(malignant)}
+    malignant_patients = {patient for patient, malignant in pathology if malignant == 1.0}
+    return {"n_pathology_patients": len(known), "n_malignant_patients": len(malignant_patients)}
 
 
 def image_dice(prediction: Prediction, truth: Examples, threshold: float = 0.5) -> np.ndarray:
@@ -78,7 +77,6 @@ def gain_interval(prediction: Prediction, baseline: Prediction, truth: Examples,
     weights = truth.weights().numpy()
     gain = image_dice(prediction, truth, threshold) - image_dice(baseline, truth, threshold)
     malignant = truth.malignant.numpy()
-    groups = truth.groups if truth.groups is not None else list(truth.image_ids)
 
     def dice_gain(index: np.ndarray) -> float:
         return float(np.average(gain[index], weights=weights[index]))
@@ -91,7 +89,7 @@ def gain_interval(prediction: Prediction, baseline: Prediction, truth: Examples,
 
     interval = {}
     for name, statistic in (("dice", dice_gain), ("auc", auc_gain)):
-        low, high = patient_bootstrap(statistic, groups, rounds, seed)
+        low, high = patient_bootstrap(statistic, truth.patients, rounds, seed)
         interval[f"{name}_gain_low"], interval[f"{name}_gain_high"] = _round(low), _round(high)
     return interval
 

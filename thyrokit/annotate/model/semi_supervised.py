@@ -28,11 +28,11 @@ it outlines in a plain image is the soft target for the student's on a strong vi
 same nodule. With the head pooled from the 64 px network's features this target moved
 held-out AUC by -0.51 to +0.16 from run to run; on crops of the detail image it helps.
 Pooled over validation, test and external (52 patients of known pathology, 14 malignant)
-on one demo split, 4 seeds, against fine-tuning without unlabelled images (same threads),
-held-out AUC went 0.579 -> 0.606 at 10% of the labels (2 of 4 seeds) and 0.592 -> 0.642
-at 30% (4 of 4), Dice 0.694 -> 0.710 (4 of 4) and 0.795 -> 0.790 (2 of 4). On the
-validation split alone (12 such patients, 3 malignant) the AUC gains of the same runs
-ranged from -0.37 to +0.25.
+on one demo split, 4 seeds on 2 threads (``benchmarks/semi_supervised_gain.py``), against
+the fine-tuning without unlabelled images, held-out AUC went 0.584 -> 0.638 at 10% of the
+labels (2 of 4 seeds) and 0.596 -> 0.657 at 30% (3 of 4), Dice 0.695 -> 0.709 (3 of 4)
+and 0.780 -> 0.783 (2 of 4). On the validation split alone (12 such patients, 3
+malignant) the AUC gains of such runs ranged from -0.37 to +0.25.
 
 Other unlabelled pathology losses were tried and dropped. FixMatch on the teacher's sure
 calls (at `pathology_threshold`) scored the demo's validation AUC 0.42 and 0.65 at 10%
