@@ -66,10 +66,8 @@ class Examples:
     @functools.cached_property
     def _patient_weights(self) -> torch.Tensor:
         # Counted once per set: training draws a batch by these weights at every step.
-        if self.groups is None:
-            return torch.ones(len(self), dtype=torch.float64)
-        counts = Counter(self.groups)
-        return torch.tensor([1.0 / counts[group] for group in self.groups], dtype=torch.float64)
+        counts = Counter(self.patients)
+        return torch.tensor([1.0 / counts[patient] for patient in self.patients], dtype=torch.float64)
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
