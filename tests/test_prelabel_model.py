@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from thyrokit.annotate.model.metrics import average_precision, dice, iou, patien
 from thyrokit.annotate.model.predict import Prediction, components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
 from thyrokit.annotate.model.semi_supervised import SemiConfig, frozen_batch_norm_statistics, train_semi_supervised
-from thyrokit.annotate.model.stages import compare_label_fractions
+from thyrokit.annotate.model.stages import compare_label_fractions, fraction_subsets
 from thyrokit.annotate.model.train import (draw_batch, pathology_weights, presence_loss, supervised_loss,
                                            train_supervised)
 from thyrokit.annotate.model.roi_head import crop_box, nodule_box
@@ -417,3 +418,20 @@ def test_a_prediction_gains_nothing_over_itself_and_a_better_one_gains_above_zer
     better = gain_interval(perfect, blurred, truth, rounds=200)
     assert 0 < better["dice_gain_low"] <= better["dice_gain_high"] <= 1
     assert better["auc_gain_low"] > 0
+
+
+def test_label_fractions_are_nested_and_keep_each_pathology_in_its_share():
+    labelled = list(range(100, 300))
+    strata = ["malignant"] * 14 + ["benign"] * 66 + ["unknown"] * 120  # the demo's proportions
+    fractions = [0.05, 0.1, 0.3, 0.5]
+    for seed in range(20):
+        subsets = fraction_subsets(labelled, fractions, seed, strata)
+        plain = fraction_subsets(labelled, fractions, seed)
+        for smaller, larger in zip(fractions, fractions[1:]):
+            assert set(subsets[smaller]) < set(subsets[larger])
+        for fraction, keep in subsets.items():
+            assert len(keep) == len(plain[fraction]) == round(fraction * 200)
+            kept = Counter(strata[i - 100] for i in keep)
+            for name, share in (("malignant", 0.07), ("benign", 0.33), ("unknown", 0.6)):
+                assert abs(kept[name] - share * len(keep)) <= 1, (seed, fraction, kept)
+    assert fraction_subsets(labelled, [0.3], 0, strata) != fraction_subsets(labelled, [0.3], 1, strata)

@@ -98,13 +98,45 @@ def fraction_key(fraction: float) -> str:
     return f"labels_{round(fraction * 100)}pct"
 
 
-def fraction_subsets(labelled: list[int], fractions: list[float], seed: int) -> dict[float, list[int]]:
+def fraction_subsets(labelled: list[int], fractions: list[float], seed: int,
+                     strata: list[str] | None = None) -> dict[float, list[int]]:
     """Return, per label fraction, the sorted indices of the labelled images it keeps (at least one).
 
     The images are drawn in one seeded order, so each smaller set is nested in the larger.
+    With `strata` (one class per labelled image, e.g. its pathology) the order interleaves
+    the classes in proportion to their sizes, so each fraction keeps about its share of
+    every class: drawn at random, 10% of the demo's labels held no malignant nodule on
+    some splits, and a pathology head that never saw one scores no AUC worth comparing.
     """
-    order = [labelled[i] for i in np.random.default_rng(seed).permutation(len(labelled))]
+    rng = np.random.default_rng(seed)
+    order = [labelled[i] for i in rng.permutation(len(labelled))]
+    if strata is not None:
+        stratum_of = dict(zip(labelled, strata))
+        order = proportional_order(order, [stratum_of[i] for i in order], rng)
     return {fraction: sorted(order[:max(1, round(fraction * len(order)))]) for fraction in sorted(fractions)}
+
+
+def proportional_order(items: list[int], strata: list[str], rng: np.random.Generator) -> list[int]:
+    """Reorder `items` so that every prefix holds each stratum in about its share, keeping each stratum's order.
+
+    The k-th item of a stratum of n sits at (k + offset) / n, the offset drawn once per
+    stratum: systematic sampling, one stratum after another along the same line.
+    """
+    names = sorted(set(strata))
+    offsets = dict(zip(names, rng.uniform(size=len(names))))
+    sizes = {name: strata.count(name) for name in names}
+    seen = dict.fromkeys(names, 0)
+    keys = []
+    for item, stratum in zip(items, strata):
+        keys.append(((seen[stratum] + offsets[stratum]) / sizes[stratum], item))
+        seen[stratum] += 1
+    return [item for _, item in sorted(keys)]
+
+
+def pathology_strata(examples: Examples) -> list[str]:
+    """Each example's pathology: "malignant", "benign" or "unknown"."""
+    return ["unknown" if np.isnan(value) else ("malignant" if value == 1.0 else "benign")
+            for value in examples.malignant.tolist()]
 
 
 def plain_prediction(model: UNet, examples: Examples, config: ModelConfig, device: torch.device) -> Prediction:
@@ -124,7 +156,7 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
     """Validation Dice and AUC of supervised-only vs semi-supervised training at each label fraction.
 
     A fraction keeps that share of the human-labelled train images (see
-    :func:`fraction_subsets`); every other train image is unlabelled. Both models start
+    :func:`fraction_subsets`, stratified by pathology); every other train image is unlabelled. Both models start
     from one supervised model of the kept labels and are fine-tuned the same
     `semi.steps` steps in the same way, the semi-supervised one with the unlabelled
     images and the supervised one without them: a gain is the unlabelled images'
@@ -135,7 +167,8 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
     may hold: all the pathology head has to learn malignancy from.
     """
     results = {}
-    for fraction, keep in fraction_subsets(labelled, fractions, config.seed).items():
+    strata = pathology_strata(train.subset(labelled))
+    for fraction, keep in fraction_subsets(labelled, fractions, config.seed, strata).items():
         rest = sorted(set(range(len(train))) - set(keep))
         subset = train.subset(keep)
         start = train_supervised(config, subset, device)
