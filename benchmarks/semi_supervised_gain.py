@@ -34,8 +34,8 @@ import polars as pl
 from thyrokit.annotate.model.commands import model_config
 from thyrokit.annotate.model.inputs import read_inputs
 from thyrokit.annotate.model.semi_supervised import SemiConfig
-from thyrokit.annotate.model.stages import (COMPARED, compare_label_fractions, fraction_key, fraction_subsets,
-                                            pathology_strata, read_examples, validation_scores)
+from thyrokit.annotate.model.stages import (COMPARED, compare_label_fractions, fraction_key,
+                                            label_fraction_subsets, read_examples, validation_scores)
 from thyrokit.annotate.model.train import train_supervised
 from thyrokit.device import pick_device
 from thyrokit.params import load_params
@@ -70,8 +70,7 @@ def main(images_table: Path, labels_dir: Path, params_path: Path, seeds: int, fi
         seeded = dataclasses.replace(config, seed=seed)
         run = compare_label_fractions(seeded, semi, train, labelled, held, fractions, device)
         longer = dataclasses.replace(seeded, steps=config.steps + semi.steps)
-        strata = pathology_strata(train.subset(labelled))
-        for fraction, keep in fraction_subsets(labelled, fractions, seed, strata).items():
+        for fraction, keep in label_fraction_subsets(train, labelled, fractions, seed).items():
             scores = validation_scores(train_supervised(longer, train.subset(keep), device), held, longer,
                                        device)
             run[fraction_key(fraction)].update({f"{metric}_same_steps": scores[metric] for metric in COMPARED})

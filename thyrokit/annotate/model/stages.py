@@ -139,6 +139,12 @@ def pathology_strata(examples: Examples) -> list[str]:
             for value in examples.malignant.tolist()]
 
 
+def label_fraction_subsets(train: Examples, labelled: list[int], fractions: list[float],
+                           seed: int) -> dict[float, list[int]]:
+    """Return the label-fraction report's subsets of the `labelled` train images, stratified by pathology."""
+    return fraction_subsets(labelled, fractions, seed, pathology_strata(train.subset(labelled)))
+
+
 def plain_prediction(model: UNet, examples: Examples, config: ModelConfig, device: torch.device) -> Prediction:
     """Predict `examples` as the label-fraction report scores them: one pass, dropout off."""
     return predict(model, examples, device, mc_samples=1, seed=config.seed)
@@ -155,20 +161,19 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
                             device: torch.device) -> dict[str, dict[str, float]]:
     """Validation Dice and AUC of supervised-only vs semi-supervised training at each label fraction.
 
-    A fraction keeps that share of the human-labelled train images (see
-    :func:`fraction_subsets`, stratified by pathology); every other train image is unlabelled. Both models start
-    from one supervised model of the kept labels and are fine-tuned the same
-    `semi.steps` steps in the same way, the semi-supervised one with the unlabelled
-    images and the supervised one without them: a gain is the unlabelled images'
-    doing, not that of the extra steps. ``dice_gain_low`` .. ``dice_gain_high`` (and
+    A fraction keeps that share of the human-labelled train images, and of each
+    pathology among them (see :func:`label_fraction_subsets`); every other train image
+    is unlabelled. Both models start from one supervised model of the kept labels and
+    are fine-tuned the same `semi.steps` steps in the same way, the semi-supervised one
+    with the unlabelled images and the supervised one without them: a gain is the
+    unlabelled images' doing, not that of the extra steps. ``dice_gain_low`` .. ``dice_gain_high`` (and
     ``auc_gain_*``) bound the gain by a patient bootstrap of the validation split
     (see :func:`gain_interval`): an interval across zero is no gain the split can show.
     ``n_labelled_malignant_patients`` says how few malignant patients the kept labels
     may hold: all the pathology head has to learn malignancy from.
     """
     results = {}
-    strata = pathology_strata(train.subset(labelled))
-    for fraction, keep in fraction_subsets(labelled, fractions, config.seed, strata).items():
+    for fraction, keep in label_fraction_subsets(train, labelled, fractions, config.seed).items():
         rest = sorted(set(range(len(train))) - set(keep))
         subset = train.subset(keep)
         start = train_supervised(config, subset, device)
