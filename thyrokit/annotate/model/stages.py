@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +110,10 @@ def fraction_subsets(labelled: list[int], fractions: list[float], seed: int,
     some splits, and a pathology head that never saw one scores no AUC worth comparing.
     """
     rng = np.random.default_rng(seed)
-    order = [labelled[i] for i in rng.permutation(len(labelled))]
+    permutation = rng.permutation(len(labelled))
+    order = [labelled[i] for i in permutation]
     if strata is not None:
-        stratum_of = dict(zip(labelled, strata))
-        order = proportional_order(order, [stratum_of[i] for i in order], rng)
+        order = proportional_order(order, [strata[i] for i in permutation], rng)
     return {fraction: sorted(order[:max(1, round(fraction * len(order)))]) for fraction in sorted(fractions)}
 
 
@@ -122,9 +123,9 @@ def proportional_order(items: list[int], strata: list[str], rng: np.random.Gener
     The k-th item of a stratum of n sits at (k + offset) / n, the offset drawn once per
     stratum: systematic sampling, one stratum after another along the same line.
     """
-    names = sorted(set(strata))
+    sizes = Counter(strata)
+    names = sorted(sizes)
     offsets = dict(zip(names, rng.uniform(size=len(names))))
-    sizes = {name: strata.count(name) for name in names}
     seen = dict.fromkeys(names, 0)
     keys = []
     for item, stratum in zip(items, strata):
@@ -166,9 +167,10 @@ def compare_label_fractions(config: ModelConfig, semi: SemiConfig, train: Exampl
     is unlabelled. Both models start from one supervised model of the kept labels and
     are fine-tuned the same `semi.steps` steps in the same way, the semi-supervised one
     with the unlabelled images and the supervised one without them: a gain is the
-    unlabelled images' doing, not that of the extra steps. ``dice_gain_low`` .. ``dice_gain_high`` (and
-    ``auc_gain_*``) bound the gain by a patient bootstrap of the validation split
-    (see :func:`gain_interval`): an interval across zero is no gain the split can show.
+    unlabelled images' doing, not that of the extra steps. ``dice_gain_low`` ..
+    ``dice_gain_high`` (and ``auc_gain_*``) bound the gain by a patient bootstrap of the
+    validation split (see :func:`gain_interval`): an interval across zero is no gain the
+    split can show.
     ``n_labelled_malignant_patients`` says how few malignant patients the kept labels
     may hold: all the pathology head has to learn malignancy from.
     """
