@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import Counter
 
@@ -16,10 +17,10 @@ from thyrokit.annotate.model.evaluate import evaluate, gain_interval
 from thyrokit.annotate.model.metrics import average_precision, dice, iou, patient_bootstrap, roc_auc
 from thyrokit.annotate.model.predict import Prediction, components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
-from thyrokit.annotate.model.semi_supervised import SemiConfig, frozen_batch_norm_statistics, train_semi_supervised
+from thyrokit.annotate.model.semi_supervised import SemiConfig, train_semi_supervised
 from thyrokit.annotate.model.stages import compare_label_fractions, fraction_subsets
-from thyrokit.annotate.model.train import (draw_batch, pathology_weights, presence_loss, supervised_loss,
-                                           train_supervised)
+from thyrokit.annotate.model.train import (draw_batch, pathology_weights, presence_loss, recompute_batch_norm,
+                                           supervised_loss, train_supervised)
 from thyrokit.annotate.model.roi_head import crop_box, nodule_box
 from thyrokit.annotate.model.unet import UNet
 
@@ -287,17 +288,36 @@ def test_each_patients_most_uncertain_image_ranks_before_any_second_one():
     assert rank_by_uncertainty(image_ids, uncertainty, groups) == [0, 3, 4, 2, 1]
 
 
-def test_the_unlabelled_pass_leaves_the_batch_norm_statistics_as_the_labelled_batches_made_them():
-    torch.manual_seed(0)
-    model = UNet(channels=4, depth=2).train()
-    first_norm = model.encoders[0][1]
-    strong_views = torch.rand(4, 1, 16, 16) * 5.0
-    before = first_norm.running_mean.clone()
-    with frozen_batch_norm_statistics(model):
-        model(strong_views)
-    assert torch.equal(first_norm.running_mean, before) and first_norm.momentum == 0.1
-    model(strong_views)  # outside the block the statistics move again
-    assert not torch.equal(first_norm.running_mean, before)
+def test_a_trained_model_normalises_as_its_own_weights_do_on_the_labelled_images(trained):
+    # Eval-mode statistics recomputed for the returned weights: on one batch of all the
+    # labelled images, eval mode then normalises as training mode (batch statistics) does.
+    labelled = blob_examples(8, seed=2)
+    model = copy.deepcopy(trained)
+    for norm in model.modules():
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_var.mul_(10.0)  # stale statistics, as the moving average of weights leaves them
+    images = labelled.images.float() / 255.0
+    nodules = labelled.malignant.isnan().logical_not()
+    masks = labelled.masks[nodules].float()
+
+    def batch_statistics_pass(net: UNet) -> tuple[torch.Tensor, torch.Tensor]:
+        net.eval()
+        for norm in net.modules():
+            if isinstance(norm, torch.nn.BatchNorm2d):
+                norm.train()
+        with torch.no_grad():
+            return net.segment(images), net.pathology_head(images[nodules], masks)
+
+    stale = copy.deepcopy(model).eval()
+    recompute_batch_norm(model, labelled, batch_size=len(labelled), device=CPU)
+    with torch.no_grad():
+        recomputed = model.segment(images), model.pathology_head(images[nodules], masks)
+        before = stale.segment(images)
+    wanted = batch_statistics_pass(copy.deepcopy(model))
+    assert (before.sigmoid() - wanted[0].sigmoid()).abs().max() > 0.05
+    for ours, theirs in zip(recomputed, wanted):  # within the unbiased-variance correction of a small batch
+        torch.testing.assert_close(ours.sigmoid(), theirs.sigmoid(), atol=2e-3, rtol=0)
+    assert not model.training
 
 
 def test_semi_supervised_training_fine_tunes_a_copy_of_the_supervised_model(trained):
@@ -305,7 +325,7 @@ def test_semi_supervised_training_fine_tunes_a_copy_of_the_supervised_model(trai
     start = {key: value.clone() for key, value in trained.state_dict().items()}
     unchanged = train_semi_supervised(TINY, SemiConfig(steps=0), trained, labelled,
                                       unlabelled, CPU)
-    assert all(torch.equal(value, start[key]) for key, value in unchanged.state_dict().items())
+    assert all(torch.equal(value, start[key]) for key, value in unchanged.named_parameters())
     tuned = train_semi_supervised(TINY, SemiConfig(steps=5, ramp=2), trained, labelled,
                                   unlabelled, CPU)
     assert any(not torch.equal(value, start[key]) for key, value in tuned.state_dict().items())

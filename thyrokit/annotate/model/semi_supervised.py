@@ -70,6 +70,7 @@ from thyrokit.annotate.model.train import (
     check_labelled,
     draw_batch,
     pathology_weights,
+    recompute_batch_norm,
     seed_everything,
     supervised_loss,
     update_average,
@@ -147,28 +148,6 @@ def own_random_stream(generator: torch.Generator, device: torch.device) -> Itera
         yield
 
 
-@contextlib.contextmanager
-def frozen_batch_norm_statistics(*models: UNet) -> Iterator[None]:
-    """Keep the running batch-norm statistics of `models` as they are while the block runs.
-
-    The statistics a model predicts with should be those of the images it learned its
-    task on: the labelled batches. Averaged with the strong views too, whose contrast,
-    gamma and speckle a real image never has, they made the demo's model call nodules on
-    55-93% of empty images; re-estimated from plain images afterwards, as well.
-    """
-    norms = [module for model in models for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
-    momenta = [norm.momentum for norm in norms]
-    counts = [norm.num_batches_tracked.clone() for norm in norms]
-    for norm in norms:
-        norm.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
-    try:
-        yield
-    finally:
-        for norm, momentum, count in zip(norms, momenta, counts):
-            norm.momentum = momentum
-            norm.num_batches_tracked.copy_(count)
-
-
 def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, labelled: Examples,
                           unlabelled: Examples, device: torch.device,
                           log: StepLog | None = None) -> UNet:
@@ -198,7 +177,7 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, la
                                device)
         unlabelled_loss = torch.zeros((), device=device)
         if len(unlabelled):
-            with frozen_batch_norm_statistics(student, teacher), own_random_stream(unlabelled_generator, device):
+            with own_random_stream(unlabelled_generator, device):
                 index = draw_batch(unlabelled, config.batch_size, unlabelled_generator)
                 images = as_float(unlabelled.images[index], device)
                 unlabelled_loss = consistency_loss(student, teacher, images, unlabelled_generator, semi)
@@ -214,4 +193,4 @@ def train_semi_supervised(config: ModelConfig, semi: SemiConfig, start: UNet, la
         update_average(teacher, student, config.ema_decay)
         if log is not None:
             log(step, {"loss": loss.item(), "unlabelled_loss": unlabelled_loss.item()})
-    return teacher.eval()
+    return recompute_batch_norm(teacher, labelled, config.batch_size, device)
