@@ -11,53 +11,21 @@ teacher is the model returned: averaged weights predict more steadily.
 CutMix makes the consistency target hard enough to teach a segmentation model (French et
 al., "Semi-supervised semantic segmentation needs strong, varied perturbations", BMVC
 2020): a box edge through a nodule, or a nodule pasted into other tissue, must not fool
-the student. Against the same fine-tuning without unlabelled images, scored on the demo
-phantom's validation, test and external images together over 4 seeds, at 30% of the
-labels it won 4 of 4 seeds (+0.015 Dice on average) where plain strong views won 2 of 4
-(+0.008). Since the two runs share every labelled draw (see
-:func:`train_semi_supervised`), the same comparison on 1 thread gives Dice 0.744 ->
-0.769 at 10% of the labels and 0.757 -> 0.783 at 30% (3 of 4 seeds each). That is
-within the runs' spread: the same seed on 2 threads instead of 1 (the same sums in
-another order) turned one run's gain of +0.087 into -0.047. On the validation split
-alone (57 labelled images, 12 patients of known pathology) nothing stands out of that
-spread either.
+the student.
 
 The pathology head learns from the unlabelled nodules by the same mean-teacher
 consistency (:func:`pathology_consistency_loss`): the teacher's malignancy for the nodule
 it outlines in a plain image is the soft target for the student's on a strong view of the
-same nodule. With the head pooled from the 64 px network's features this target moved
-held-out AUC by -0.51 to +0.16 from run to run; on crops of the detail image it helps.
-Pooled over validation, test and external (52 patients of known pathology, 14 malignant)
-on one demo split, 4 seeds on 2 threads (``benchmarks/semi_supervised_gain.py``), against
-the fine-tuning without unlabelled images, held-out AUC went 0.584 -> 0.638 at 10% of the
-labels (2 of 4 seeds) and 0.596 -> 0.657 at 30% (3 of 4), Dice 0.695 -> 0.709 (3 of 4)
-and 0.780 -> 0.783 (2 of 4). On the validation split alone (12 such patients, 3
-malignant) the AUC gains of such runs ranged from -0.37 to +0.25. On a second demo
-split (another secret; label fractions stratified by pathology, 4 seeds, pooled
-held-out) it repeated at 30% of the labels, AUC 0.594 -> 0.642 (4 of 4 seeds), but not
-at 10% (0.471 -> 0.400, 1 of 4): there the supervised head is at chance, and
-consistency with a teacher who knows nothing teaches nothing. Dice went 0.637 ->
-0.626 and 0.766 -> 0.766 (3 of 4 seeds each).
+same nodule.
 
-Other unlabelled pathology losses were tried and dropped. FixMatch on the teacher's sure
-calls (at `pathology_threshold`) scored the demo's validation AUC 0.42 and 0.65 at 10%
-and 30% of labels, against 0.44 and 0.63 without it. Information maximisation on the
-nodules the teacher finds (the student's strong view matches the teacher's weak one, is
-sure of itself, and a batch is malignant a fixed 20% of the time) raised pooled held-out
-AUC when only the head was fine-tuned (0.53 -> 0.57 at 10%, 0.58 -> 0.60 at 30%, 4
-seeds), but in this loop it lowered it (0.53 -> 0.45 and 0.66 -> 0.62): the 1-7
-malignant images of a label fraction cannot tell it which cluster of nodules is the
-malignant one.
-
-The supervised models got better since (their batch-norm statistics recomputed, see
-:func:`~thyrokit.annotate.model.train.recompute_batch_norm`; dropout moved before the
-mask head, see :class:`~thyrokit.annotate.model.unet.UNet`), and the gain over them is
-again within the noise. A fourth demo split, 3 seeds, pooled held-out (187 images),
-against the same fine-tuning without unlabelled images: at 10% of the labels Dice
-0.751 -> 0.769 (1 of 3 seeds; one seed's supervised model called nodules on 16% of the
-empty images) and AUC 0.475 -> 0.558 (3 of 3); at 30% Dice 0.807 -> 0.802 (1 of 3) and
-AUC 0.625 -> 0.639 (2 of 3). On that split's validation images alone (26, of 12
-patients) the stage reported Dice 0.673 -> 0.642 and 0.713 -> 0.693.
+What it gains on the demo phantom, against the same fine-tuning without the unlabelled
+images (``benchmarks/semi_supervised_gain.py``; 3 seeds, 1,000-step supervised starts):
+on the validation split at 10% of the labels Dice 0.682 -> 0.696 (3 of 3 seeds) and AUC
+0.28 -> 0.38 (2 of 3); at 30% Dice 0.747 -> 0.739 (1 of 3) and AUC 0.30 -> 0.36 (2 of
+3). Pooled over validation, test and external (187 images) Dice does not move (0.782 and
+0.803 both ways) and AUC rises 0.49 -> 0.55 at 10% (3 of 3) but not at 30% (0.594 ->
+0.588). Whatever the unlabelled images teach the masks here is smaller than the spread
+of one run; docs/design_changes.md lists what else was tried.
 """
 
 from __future__ import annotations
@@ -116,9 +84,11 @@ def consistency_loss(student: UNet, teacher: UNet, images: torch.Tensor, generat
     """Squared error of the student's mask probabilities on CutMixed strong views against the teacher's weak-view ones.
 
     Pixels count where the teacher is confident (`pixel_threshold`). Soft targets, as in
-    mean teacher: hard FixMatch-style targets from a teacher trained on a few dozen
-    labels taught the student its mistakes and cost 0.1-0.3 validation Dice on the demo
-    phantom.
+    mean teacher: hard FixMatch-style targets (cross-entropy against the thresholded
+    teacher) once taught the student its mistakes, at a cost of 0.1-0.3 validation Dice
+    on the demo phantom; on today's network (recomputed batch-norm statistics, dropout
+    before the mask head) they gain nothing (pooled held-out Dice +0.007 and -0.001 at
+    10% and 30% of the labels, 3 seeds).
     """
     weak, _ = weak_augment(images, None, generator)
     with torch.no_grad():
