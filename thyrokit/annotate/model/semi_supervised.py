@@ -22,9 +22,9 @@ What it gains on the demo phantom, against the same fine-tuning without the unla
 images (``benchmarks/semi_supervised_gain.py``; 3 seeds, 1,000-step supervised starts):
 on the validation split at 10% of the labels Dice 0.682 -> 0.696 (3 of 3 seeds) and AUC
 0.28 -> 0.38 (2 of 3); at 30% Dice 0.747 -> 0.739 (1 of 3) and AUC 0.30 -> 0.36 (2 of
-3). Pooled over validation, test and external (187 images) Dice does not move (0.782 and
-0.803 both ways) and AUC rises 0.49 -> 0.55 at 10% (3 of 3) but not at 30% (0.594 ->
-0.588). Whatever the unlabelled images teach the masks here is smaller than the spread
+3). Pooled over validation, test and external (187 images) Dice does not move (0.782 ->
+0.782 at 10%, 0.803 -> 0.800 at 30%) and AUC rises 0.49 -> 0.55 at 10% (3 of 3) but not
+at 30% (0.594 -> 0.588). Whatever the unlabelled images teach the masks here is smaller than the spread
 of one run; docs/design_changes.md lists what else was tried.
 """
 
