@@ -19,13 +19,14 @@ it outlines in a plain image is the soft target for the student's on a strong vi
 same nodule.
 
 What it gains on the demo phantom, against the same fine-tuning without the unlabelled
-images (``benchmarks/semi_supervised_gain.py``; 3 seeds, 1,000-step supervised starts):
-on the validation split at 10% of the labels Dice 0.682 -> 0.696 (3 of 3 seeds) and AUC
-0.28 -> 0.38 (2 of 3); at 30% Dice 0.747 -> 0.739 (1 of 3) and AUC 0.30 -> 0.36 (2 of
-3). Pooled over validation, test and external (187 images) Dice does not move (0.782 ->
-0.782 at 10%, 0.803 -> 0.800 at 30%) and AUC rises 0.49 -> 0.55 at 10% (3 of 3) but not
-at 30% (0.594 -> 0.588). Whatever the unlabelled images teach the masks here is smaller than the spread
-of one run; docs/design_changes.md lists what else was tried.
+images (the comparison of ``benchmarks/semi_supervised_gain.py``; 3 seeds, 1,000-step
+supervised starts): on the validation split at 10% of the labels Dice 0.682 -> 0.696
+(3 of 3 seeds) and AUC 0.28 -> 0.38 (2 of 3); at 30% Dice 0.747 -> 0.739 (1 of 3) and
+AUC 0.30 -> 0.36 (2 of 3). Pooled over validation, test and external (187 images) Dice
+does not move (0.782 -> 0.782 at 10%, 0.803 -> 0.800 at 30%) and AUC rises 0.49 -> 0.55
+at 10% (3 of 3) but not at 30% (0.594 -> 0.588). Whatever the unlabelled images teach
+the masks here is smaller than the spread of one run; docs/design_changes.md lists what
+else was tried.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def consistency_loss(student: UNet, teacher: UNet, images: torch.Tensor, generat
     Pixels count where the teacher is confident (`pixel_threshold`). Soft targets, as in
     mean teacher: hard FixMatch-style targets (cross-entropy against the thresholded
     teacher) once taught the student its mistakes, at a cost of 0.1-0.3 validation Dice
-    on the demo phantom; on today's network (recomputed batch-norm statistics, dropout
+    on the demo phantom; on the current network (recomputed batch-norm statistics, dropout
     before the mask head) they gain nothing (pooled held-out Dice +0.007 and -0.001 at
     10% and 30% of the labels, 3 seeds).
     """
