@@ -43,9 +43,12 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
 
 
 def make_project(root: Path, params: dict[str, Any], remote: Path | None = None) -> Path:
-    """Create a git + DVC repo at `root` with this repo's dvc.yaml and the given params."""
+    """Create a git + DVC repo at `root` with this repo's dvc.yaml, source and the given params."""
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    for name in ("dvc.yaml", ".dvcignore"):  # `dvc init` keeps a .dvcignore that is there
+        shutil.copy(REPO / name, root / name)
+    # The stages list the thyrokit source as deps; their commands still import the installed one.
+    shutil.copytree(REPO / "thyrokit", root / "thyrokit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(REPO / "data/annotations", root / "data/annotations")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], root)
