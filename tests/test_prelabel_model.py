@@ -17,7 +17,7 @@ from thyrokit.annotate.model.evaluate import evaluate, gain_interval
 from thyrokit.annotate.model.metrics import average_precision, dice, iou, patient_bootstrap, roc_auc
 from thyrokit.annotate.model.predict import Prediction, components, predict, rank_by_uncertainty
 from thyrokit.annotate.model.synthetic import blob_image, blob_set
-from thyrokit.annotate.model.semi_supervised import SemiConfig, train_semi_supervised
+from thyrokit.annotate.model.semi_supervised import SemiConfig, confident_squared_error, train_semi_supervised
 from thyrokit.annotate.model.stages import compare_label_fractions, fraction_subsets
 from thyrokit.annotate.model.train import (draw_batch, pathology_weights, presence_loss, recompute_batch_norm,
                                            supervised_loss, train_supervised)
@@ -394,6 +394,21 @@ def test_unlabelled_images_weighted_zero_leave_the_fine_tuned_model_bit_for_bit_
     taught = train_semi_supervised(TINY, dataclasses.replace(silent, unlabelled_weight=10.0), trained, labelled,
                                    unlabelled, CPU)
     assert any(not torch.equal(value, taught.state_dict()[key]) for key, value in without.state_dict().items())
+
+
+def test_the_teachers_foreground_weighs_its_share_of_the_consistency_however_small_the_nodule():
+    target = torch.zeros(1, 1, 10, 10)
+    target[0, 0, 0, 0] = 1.0                   # a one-pixel nodule among 99 background pixels
+    target[0, 0, 9, 9] = 0.5                   # a pixel the teacher is unsure of: it counts for nothing
+    missed = target.clone()
+    missed[0, 0, 0, 0] = 0.0                   # the student misses the nodule
+    missed[0, 0, 9, 9] = 0.0
+    assert confident_squared_error(missed, target, 0.9) == pytest.approx(1 / 99)
+    assert confident_squared_error(missed, target, 0.9, foreground_share=0.2) == pytest.approx(0.2)
+    stray = target.clone()
+    stray[0, 0, 5, 5] = 1.0                    # the student calls one background pixel foreground
+    assert confident_squared_error(stray, target, 0.9, foreground_share=0.2) == pytest.approx(0.8 / 98)
+    assert confident_squared_error(target, target, 0.9, foreground_share=0.2) == 0.0
 
 
 def test_the_pathology_head_learns_from_unlabelled_nodules_only_through_its_consistency_loss(trained):
