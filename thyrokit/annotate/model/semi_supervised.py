@@ -137,9 +137,9 @@ def pathology_consistency_loss(student: UNet, teacher: UNet, images: torch.Tenso
     with torch.no_grad():
         outlines = torch.sigmoid(teacher.segment(images))
         target = torch.sigmoid(teacher.pathology_head(detail, outlines))
-    found = (outlines.flatten(1).amax(dim=1) >= threshold).to(target.dtype)
+    found = outlines.flatten(1).amax(dim=1) >= threshold
     guess = torch.sigmoid(student.pathology_head(strong_augment(detail, generator), outlines))
-    return ((guess - target) ** 2 * found).sum() / found.sum().clamp(min=1.0)
+    return masked_mean((guess - target) ** 2, found)
 
 
 @contextlib.contextmanager
