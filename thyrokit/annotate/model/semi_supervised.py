@@ -22,11 +22,11 @@ same nodule.
 
 What it gains on the demo phantom, against the same fine-tuning without the unlabelled
 images (3 seeds, 1,000-step supervised starts, mean supervised -> semi-supervised, seeds
-won in brackets): on the validation split at 10% of the labels Dice 0.683 -> 0.714 (3 of
-3) and AUC 0.28 -> 0.42 (3 of 3); at 30% Dice 0.747 -> 0.749 (2 of 3) and AUC 0.30 ->
-0.33 (2 of 3). Pooled over validation, test and external (187 images) Dice 0.782 -> 0.804
-(2 of 3, one tie) and 0.803 -> 0.812 (3 of 3), AUC 0.49 -> 0.54 (3 of 3) and 0.59 -> 0.62
-(2 of 3). docs/design_changes.md lists what else was tried.
+won in brackets): on the validation split at 10% of the labels Dice 0.683 -> 0.717 (3 of
+3) and AUC 0.28 -> 0.36 (2 of 3); at 30% Dice 0.747 -> 0.747 (2 of 3) and AUC 0.30 ->
+0.39 (2 of 3). Pooled over validation, test and external (187 images) Dice 0.782 -> 0.799
+(1 of 3, one tie) and 0.803 -> 0.818 (3 of 3), AUC 0.49 -> 0.54 (2 of 3) and 0.59 -> 0.64
+(3 of 3). docs/design_changes.md lists what else was tried.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def confident_squared_error(probability: torch.Tensor, target: torch.Tensor, thr
     former are. A nodule is a few per cent of an ultrasound image: with every pixel
     alike, the background taught the student to shrink nodules, the more so the fainter
     (on the demo phantom at 30% of the labels, predicted nodule area 0.59 -> 0.50 of the
-    true one and validation Dice 0.773 -> 0.756; with a share of 0.1, 0.68 and 0.781).
+    true one and validation Dice 0.773 -> 0.756; with a share of 0.1, 0.70 and 0.780).
     Half each over-taught the teacher's nodules instead.
     """
     squared = (probability - target) ** 2
