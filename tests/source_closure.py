@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
+from pipeline_project import REPO
 from thyrokit.cli import main
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def module_file(name: str) -> Path | None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_project import make_project, repro, run, small_params
-from source_closure import REPO, stage_closure
+from pipeline_project import REPO, make_project, repro, run, small_params
+from source_closure import stage_closure
 
 STAGES: dict[str, dict] = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
